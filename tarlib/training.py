@@ -1,0 +1,385 @@
+"""Training strategies of section 4 and evaluation.
+
+One entry point, :func:`train`, runs any of the strategies on a
+:class:`tarlib.nets.TaskAdapted` model T ∘ R and a loader of triplets (x, y, z):
+
+==========================  ==========================================  =====================
+strategy                    minimises                                    trains
+==========================  ==========================================  =====================
+``pretrain_reconstruction``  ℓ_X(x, R(y)), eq. (4)                        R
+``pretrain_task``            ℓ_D(z, T(x)) on true images, eqs. (5), (7)   T
+``sequential``               ℓ_D(z, T(R(y))) with R fixed, eq. (13)       T
+``end_to_end``               ℓ_D(z, T(R(y))), eq. (16) (C = 0)            R and T
+``joint``                    (1 − C)·ℓ_D + C·ℓ_X, eqs. (18), (20)         R and T
+==========================  ==========================================  =====================
+
+The loop: Adam (β = (0.9, 0.99)), learning rate decaying to 0 on a cosine,
+gradient norm clipped to 1, mixed precision on CUDA, a progress bar, periodic
+evaluation and atomic checkpoints from which an interrupted run resumes exactly
+(on CPU, bitwise the same parameters as a run that was never interrupted).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from tarlib import losses, metrics
+from tarlib.nets import TaskAdapted
+
+STRATEGIES = ("pretrain_reconstruction", "pretrain_task", "sequential", "end_to_end", "joint")
+TASKS = ("classification", "segmentation")
+Batch = tuple[Tensor, Tensor, Tensor]
+
+
+def task_loss(task: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """ℓ_D for a task: cross-entropy (eq. (6)) or pixelwise cross-entropy over Ω (eq. (8))."""
+    if task == "classification":
+        return losses.cross_entropy
+    if task == "segmentation":
+        return losses.pixelwise_cross_entropy
+    raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    """Write with torch.save to a temporary file, then rename: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint or weights file with ``torch.load(weights_only=True)``.
+
+    Only tensors and plain Python types are accepted; a file that would need to
+    unpickle arbitrary objects (and could run code) is refused with a ValueError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"refusing to load {path}: it holds pickled Python objects, not only tensors and plain types "
+            f"(tarlib files never do; the file is foreign or tampered with)"
+        ) from err
+
+
+def save_weights(module: nn.Module, path: str | Path) -> None:
+    """Save only ``module.state_dict()`` (tensors): a small file fit for publishing."""
+    _atomic_save(module.state_dict(), Path(path))
+
+
+def load_weights(module: nn.Module, path: str | Path) -> nn.Module:
+    """Load a file written by :func:`save_weights` into ``module`` (strict key match)."""
+    state = load_checkpoint(path)
+    if "model" in state and "optimizer" in state:
+        raise ValueError(f"{path} is a training checkpoint, not a weights file; use R.pt / T.pt written next to it")
+    module.load_state_dict(state)
+    return module
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+class _BatchStream:
+    """An endless stream of batches from a finite loader, with a position that can be saved.
+
+    A resumable loader (one with ``state_dict``/``load_state_dict``, like
+    :class:`tarlib.data.TaskLoader`) saves its own epoch, position and random
+    state.  For any other iterable (e.g. a list of batches) the number of batches
+    taken in the current pass is saved and replayed on resume.
+    """
+
+    def __init__(self, loader: Iterable[Batch]):
+        self.loader = loader
+        self.resumable = hasattr(loader, "state_dict") and hasattr(loader, "load_state_dict")
+        self.position = 0
+        self._batches = iter(loader)
+
+    def __next__(self) -> Batch:
+        try:
+            batch = next(self._batches)
+        except StopIteration:  # start the next pass (epoch)
+            self.position = 0
+            self._batches = iter(self.loader)
+            batch = next(self._batches)
+        self.position += 1
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"loader": self.loader.state_dict()} if self.resumable else {"position": self.position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.resumable:
+            self.loader.load_state_dict(state["loader"])
+            self._batches = iter(self.loader)
+        else:
+            self._batches = iter(self.loader)
+            for _ in range(state["position"]):
+                next(self._batches)
+            self.position = state["position"]
+
+
+# ----------------------------------------------------------------------------- one step
+
+
+def _forward(model: TaskAdapted, strategy: str, loss: losses.JointLoss, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+    """The loss of one batch under a strategy (see the module docstring)."""
+    x, y, z = batch
+    if strategy == "pretrain_reconstruction":
+        return loss(model.R(y), None, x, z)
+    if strategy == "pretrain_task":
+        return loss(None, model.T(x), x, z)
+    if strategy == "sequential":
+        with torch.no_grad():
+            x_hat = model.R(y)
+        return loss(x_hat, model.T(x_hat), x, z)
+    x_hat, logits = model(y)
+    return loss(x_hat, logits, x, z)
+
+
+def _setup_strategy(model: TaskAdapted, strategy: str, C: float | None, task: str) -> tuple[list[nn.Module], losses.JointLoss]:
+    """Which networks are trained, and the loss (always eq. (18) with the right C)."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if strategy == "joint":
+        if C is None:
+            raise ValueError("strategy='joint' needs C in [0, 1] (eq. (18))")
+    elif strategy == "end_to_end":
+        if C not in (None, 0, 0.0):
+            raise ValueError(f"strategy='end_to_end' is C = 0 (eq. (16)); got C={C}; use strategy='joint'")
+        C = 0.0
+    elif C is not None:
+        raise ValueError(f"C only applies to strategy='joint' (and 'end_to_end', C = 0), not {strategy!r}")
+    else:
+        C = 1.0 if strategy == "pretrain_reconstruction" else 0.0
+    needs_R = strategy in ("pretrain_reconstruction", "sequential") or (strategy == "joint" and C > 0)
+    if needs_R and model.R is None:
+        raise ValueError(f"strategy={strategy!r} with C={C} needs a reconstruction network, but model.R is None")
+    trained = {
+        "pretrain_reconstruction": [model.R],
+        "pretrain_task": [model.T],
+        "sequential": [model.T],
+    }.get(strategy, [m for m in (model.R, model.T) if m is not None])
+    return trained, losses.JointLoss(C, task_loss(task))
+
+
+def _set_modes(model: TaskAdapted, trained: list[nn.Module]) -> None:
+    """Trained networks in train mode, frozen ones in eval mode (batch norm statistics untouched)."""
+    model.eval()
+    for m in trained:
+        m.train()
+
+
+def _amp_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 on GPUs that support it, else float16 (which needs gradient scaling)."""
+    return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _autocast(device: torch.device, amp: bool) -> torch.autocast:
+    """Mixed precision for the forward pass when ``amp``; a disabled context otherwise."""
+    return torch.autocast(device_type=device.type, dtype=_amp_dtype(device), enabled=amp)
+
+
+def _resolve_device(model: nn.Module, device: str | torch.device | None, amp: bool | None) -> tuple[torch.device, bool]:
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if amp is None:
+        amp = device.type == "cuda"
+    if amp and device.type != "cuda":
+        raise ValueError(f"mixed precision is only used on CUDA, got device {device}")
+    return device, amp
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train(
+    model: TaskAdapted,
+    loader: Iterable[Batch],
+    strategy: str,
+    C: float | None = None,
+    steps: int = 1000,
+    lr: float = 1e-3,
+    *,
+    task: str = "classification",
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 500,
+    eval_loader: Iterable[Batch] | None = None,
+    eval_every: int | None = None,
+    max_steps_this_call: int | None = None,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+    device: str | torch.device | None = None,
+    amp: bool | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``model`` with a strategy of section 4 for ``steps`` optimiser steps.
+
+    ``loader`` yields batches (x, y, z) and is cycled through as often as needed.
+    ``C`` is required for ``joint`` (eq. (18)); the other strategies fix it.
+    ``task`` picks ℓ_D: ``"classification"`` (eq. (6)) or ``"segmentation"`` (eq. (8)).
+
+    With ``checkpoint`` (a file path) the full state (networks, optimiser,
+    schedule, loader position, random state, history) is written atomically every
+    ``checkpoint_every`` steps and at the end; if the file exists, training
+    resumes from it.  ``max_steps_this_call`` stops early (after a checkpoint), as
+    if the run had been killed.  ``callback(step, logs)`` runs after every step.
+    ``eval_loader`` is evaluated every ``eval_every`` steps.  ``amp`` (default:
+    on for CUDA) runs the forward pass under autocast.
+
+    Returns ``{"step", "finished", "history"}``; ``history`` holds the logged
+    training losses (every step, keys ``loss``, ``task``, ``reconstruction``,
+    ``lr``) and the evaluations (``eval``: a list of metric dicts with their step).
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be ≥ 1, got {steps}")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be ≥ 1, got {checkpoint_every}")
+    trained, loss = _setup_strategy(model, strategy, C, task)
+    device, amp = _resolve_device(model, device, amp)
+    model.to(device)
+    params = [p for m in trained for p in m.parameters()]
+    optimizer = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=0.0)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and _amp_dtype(device) == torch.float16)
+    batches = _BatchStream(loader)
+    history: dict[str, Any] = {"step": [], "loss": [], "task": [], "reconstruction": [], "lr": [], "eval": []}
+    step = 0
+
+    path = Path(checkpoint) if checkpoint is not None else None
+    config = {"strategy": strategy, "C": loss.C, "steps": steps, "lr": lr, "task": task}
+    if path is not None and path.exists():
+        state = load_checkpoint(path)
+        if state["config"] != config:
+            raise ValueError(f"checkpoint {path} was written for {state['config']}, not for {config}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        scaler.load_state_dict(state["scaler"])
+        batches.load_state_dict(state["batches"])
+        torch.set_rng_state(state["torch_rng"])
+        history, step = state["history"], state["step"]
+
+    def save() -> None:
+        if path is not None:
+            _atomic_save(
+                {
+                    "config": config,
+                    "step": step,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "batches": batches.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "history": history,
+                },
+                path,
+            )
+
+    _set_modes(model, trained)
+    stop = steps if max_steps_this_call is None else min(steps, step + max_steps_this_call)
+    bar = tqdm(total=steps, initial=step, desc=strategy, disable=not progress, dynamic_ncols=True)
+    running: dict[str, float] = {}
+    while step < stop:
+        x, y, z = (t.to(device, non_blocking=True) for t in next(batches))
+        with _autocast(device, amp):
+            total, parts = _forward(model, strategy, loss, (x, y, z))
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(total).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, max_norm=1.0)
+        scaler.step(optimizer)
+        scaler.update()
+        schedule.step()
+        step += 1
+
+        logs = {"loss": total.item(), **{k: v.item() for k, v in parts.items()}, "lr": schedule.get_last_lr()[0]}
+        history["step"].append(step)
+        for key in ("loss", "task", "reconstruction", "lr"):
+            history[key].append(logs.get(key, math.nan))
+        for key in ("task", "reconstruction"):
+            if key in logs:
+                running[key] = logs[key] if key not in running else 0.9 * running[key] + 0.1 * logs[key]
+        if eval_loader is not None and eval_every and (step % eval_every == 0 or step == steps):
+            result = evaluate(model, eval_loader, task, true_images=strategy == "pretrain_task", device=device, amp=amp)
+            history["eval"].append({"step": step, **result})
+            _set_modes(model, trained)
+            running.update({f"eval_{k}": v for k, v in result.items() if k in ("accuracy", "dice", "psnr")})
+        if step % checkpoint_every == 0 or step == stop:
+            save()
+        if callback is not None:
+            callback(step, logs)
+        bar.set_postfix({k: f"{v:.4g}" for k, v in running.items()}, refresh=False)
+        bar.update(1)
+    bar.close()
+    model.eval()
+    return {"step": step, "finished": step >= steps, "history": history}
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def evaluate(
+    model: TaskAdapted,
+    loader: Iterable[Batch],
+    task: str = "classification",
+    *,
+    true_images: bool = False,
+    device: str | torch.device | None = None,
+    amp: bool | None = None,
+) -> dict[str, float]:
+    """Mean metrics of T ∘ R over all samples of ``loader``; leaves the model in eval mode.
+
+    classification: ``accuracy``, ``cross_entropy`` (eq. (6));
+    segmentation: ``dice``, ``iou``, ``cross_entropy`` (eq. (8), integrated over Ω);
+    and for the reconstruction x̂ = R(y): ``l2`` (Σ_pixels (x − x̂)², Table 1's
+    L2-loss), ``psnr`` and ``ssim`` (data range 1).  With ``true_images=True`` the
+    task network is applied to the true images x instead (the "classification on
+    true images" row of Table 1) and no reconstruction metrics are reported.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    device, amp = _resolve_device(model, device, amp)
+    model.eval()
+    sums: dict[str, float] = {}
+    n = 0
+    for batch in loader:
+        x, y, z = (t.to(device) for t in batch)
+        with _autocast(device, amp):
+            x_hat, logits = (None, model.T(x)) if true_images else model(y)
+        values = {}
+        if task == "classification":
+            values["accuracy"] = metrics.accuracy(logits, z)
+            values["cross_entropy"] = metrics.cross_entropy(logits, z)
+        else:
+            values["dice"] = metrics.dice(logits, z)
+            values["iou"] = metrics.iou(logits, z)
+            values["cross_entropy"] = metrics.pixelwise_cross_entropy(logits, z)
+        if x_hat is not None:
+            values["l2"] = metrics.l2_error(x_hat, x)
+            values["psnr"] = metrics.psnr(x_hat, x)
+            values["ssim"] = metrics.ssim(x_hat, x)
+        for key, v in values.items():
+            sums[key] = sums.get(key, 0.0) + v.double().sum().item()
+        n += x.shape[0]
+    if n == 0:
+        raise ValueError("evaluate got an empty loader")
+    return {key: total / n for key, total in sums.items()} | {"n": n}
