@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from tarlib import losses
+from tarlib import config, losses
 
 DTYPE = torch.float64
 
@@ -304,7 +303,7 @@ def train_estimator(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     curve = LearningCurve()
     R.train()
-    for step in tqdm(range(1, steps + 1), desc=f"ERM ({loss})", leave=False):
+    for step in config.progress(range(1, steps + 1), desc=f"ERM ({loss})", leave=False):
         index = torch.randint(0, x.shape[0], (min(batch_size, x.shape[0]),), generator=generator)
         risk = loss_fn(R(y[index]), x[index])
         optimizer.zero_grad()

@@ -3,15 +3,15 @@
 One entry point, :func:`train`, runs any of the strategies on a
 :class:`tarlib.nets.TaskAdapted` model T ∘ R and a loader of triplets (x, y, z):
 
-==========================  ==========================================  =====================
-strategy                    minimises                                    trains
-==========================  ==========================================  =====================
-``pretrain_reconstruction``  ℓ_X(x, R(y)), eq. (4)                        R
-``pretrain_task``            ℓ_D(z, T(x)) on true images, eqs. (5), (7)   T
-``sequential``               ℓ_D(z, T(R(y))) with R fixed, eq. (13)       T
-``end_to_end``               ℓ_D(z, T(R(y))), eq. (16) (C = 0)            R and T
-``joint``                    (1 − C)·ℓ_D + C·ℓ_X, eqs. (18), (20)         R and T
-==========================  ==========================================  =====================
+===========================  ==========================================  =======
+strategy                     minimises                                   trains
+===========================  ==========================================  =======
+``pretrain_reconstruction``  ℓ_X(x, R(y)), eq. (4)                       R
+``pretrain_task``            ℓ_D(z, T(x)) on true images, eqs. (5), (7)  T
+``sequential``               ℓ_D(z, T(R(y))) with R fixed, eq. (13)      T
+``end_to_end``               ℓ_D(z, T(R(y))), eq. (16), i.e. C = 0       R and T
+``joint``                    (1 − C)·ℓ_D + C·ℓ_X, eqs. (18), (20)        R and T
+===========================  ==========================================  =======
 
 The loop: Adam (β = (0.9, 0.99)), learning rate decaying to 0 on a cosine,
 gradient norm clipped to 1, mixed precision on CUDA, a progress bar, periodic
@@ -30,9 +30,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from tarlib import losses, metrics
+from tarlib.config import progress as progress_bar
 from tarlib.nets import TaskAdapted
 
 STRATEGIES = ("pretrain_reconstruction", "pretrain_task", "sequential", "end_to_end", "joint")
@@ -140,7 +140,9 @@ class _BatchStream:
 # ----------------------------------------------------------------------------- one step
 
 
-def _forward(model: TaskAdapted, strategy: str, loss: losses.JointLoss, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+def _forward(
+    model: TaskAdapted, strategy: str, loss: losses.JointLoss, batch: Batch
+) -> tuple[Tensor, dict[str, Tensor]]:
     """The loss of one batch under a strategy (see the module docstring)."""
     x, y, z = batch
     if strategy == "pretrain_reconstruction":
@@ -155,7 +157,9 @@ def _forward(model: TaskAdapted, strategy: str, loss: losses.JointLoss, batch: B
     return loss(x_hat, logits, x, z)
 
 
-def _setup_strategy(model: TaskAdapted, strategy: str, C: float | None, task: str) -> tuple[list[nn.Module], losses.JointLoss]:
+def _setup_strategy(
+    model: TaskAdapted, strategy: str, C: float | None, task: str
+) -> tuple[list[nn.Module], losses.JointLoss]:
     """Which networks are trained, and the loss (always eq. (18) with the right C)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -295,7 +299,7 @@ def train(
 
     _set_modes(model, trained)
     stop = steps if max_steps_this_call is None else min(steps, step + max_steps_this_call)
-    bar = tqdm(total=steps, initial=step, desc=strategy, disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=steps, initial=step, desc=strategy, disable=not progress, dynamic_ncols=True)
     running: dict[str, float] = {}
     while step < stop:
         x, y, z = (t.to(device, non_blocking=True) for t in next(batches))

@@ -33,3 +33,10 @@ def test_notation_table_is_not_empty() -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_notation_names_exist(name: str) -> None:
     assert _resolve(name) is not None
+
+
+def test_notation_strategies_exist() -> None:
+    from tarlib.training import STRATEGIES
+
+    named = set(re.findall(r'strategy="(\w+)"', NOTATION))
+    assert named == set(STRATEGIES), f"notation table names {sorted(named)}, training offers {STRATEGIES}"

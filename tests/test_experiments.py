@@ -84,7 +84,8 @@ def test_pretrained_weights_feed_later_runs_and_reruns_resume(tmp_path, capsys) 
     pre = tmp_path / "pre"
     assert _run(["mnist", "--strategy", "pretrain_reconstruction", "--steps", 2, "--out", pre, *QUIET]) == 0
     seq = tmp_path / "seq"
-    argv = ["mnist", "--strategy", "sequential", "--steps", 3, "--init-reconstruction", pre / "R.pt", "--out", seq, *QUIET]
+    init = ["--init-reconstruction", pre / "R.pt"]
+    argv = ["mnist", "--strategy", "sequential", "--steps", 3, *init, "--out", seq, *QUIET]
     assert _run(argv) == 0
     first = json.loads((seq / "metrics.json").read_text())
     assert first["notes"] == [] and not (seq / "pretrained_R.pt").exists()

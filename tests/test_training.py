@@ -224,9 +224,13 @@ def test_kill_and_resume_gives_bitwise_the_same_parameters(mnist_M, digits, tmp_
 
 def test_resume_with_other_settings_is_refused(mnist_M, digits, tmp_path) -> None:
     checkpoint = tmp_path / "run.pt"
-    training.train(_model(mnist_M), _loader(mnist_M, digits), "joint", C=0.5, steps=2, progress=False, checkpoint=checkpoint)
+    def run(C: float) -> None:
+        training.train(_model(mnist_M), _loader(mnist_M, digits), "joint", C=C, steps=2, progress=False,
+                       checkpoint=checkpoint)
+
+    run(0.5)
     with pytest.raises(ValueError, match="was written for"):
-        training.train(_model(mnist_M), _loader(mnist_M, digits), "joint", C=0.1, steps=2, progress=False, checkpoint=checkpoint)
+        run(0.1)
 
 
 def test_checkpoint_with_a_pickled_object_is_refused(tmp_path) -> None:
@@ -239,10 +243,13 @@ def test_checkpoint_with_a_pickled_object_is_refused(tmp_path) -> None:
 
 def test_checkpoints_hold_only_tensors_and_plain_types(mnist_M, digits, tmp_path) -> None:
     checkpoint = tmp_path / "run.pt"
-    training.train(_model(mnist_M), _loader(mnist_M, digits), "joint", C=0.5, steps=1, progress=False, checkpoint=checkpoint)
+    model, loader = _model(mnist_M), _loader(mnist_M, digits)
+    training.train(model, loader, "joint", C=0.5, steps=1, progress=False, checkpoint=checkpoint)
     state = torch.load(checkpoint, weights_only=True)  # raises if anything else were inside
     assert {"model", "optimizer", "schedule", "batches", "torch_rng", "step"} <= set(state)
     assert not list(tmp_path.glob("*.tmp")), "the temporary file of the atomic write is gone"
+    with pytest.raises(ValueError, match="training checkpoint, not a weights file"):
+        training.load_weights(model.R, checkpoint)
 
 
 def test_weights_files_round_trip(mnist_M, tmp_path) -> None:
