@@ -175,7 +175,12 @@ class LearnedPrimalDual(nn.Module):
 
 
 class FBP(nn.Module):
-    """Filtered back-projection x̂ = FBP(y): a reconstruction without parameters (a baseline)."""
+    """Filtered back-projection x̂ = FBP(y): a reconstruction without parameters (a baseline).
+
+    ``y`` must be line integrals ≈ A x: Gaussian data, or transmission data from
+    ``PoissonTransmission(log_data=True)``.  Raw photon counts give meaningless
+    images; log-transform them first with ``M.noise.log_transform(y)``.
+    """
 
     def __init__(self, A: physics.RayTransform, filter: str = "hann", frequency_scaling: float = 1.0):
         super().__init__()
