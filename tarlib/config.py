@@ -8,8 +8,12 @@ shrinks every notebook and experiment at once.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -92,3 +96,31 @@ def progress(iterable=None, **kwargs):
     off = os.environ.get("TQDM_DISABLE", "").strip().lower() in _TRUE
     kwargs["disable"] = kwargs.get("disable", False) or off
     return tqdm(iterable, **kwargs)
+
+
+def atomic_write(target: str | Path, chunks: Iterable[bytes] | bytes, sha256: str | None = None) -> None:
+    """Write ``target`` through a temporary file in the same folder, then rename it.
+
+    If ``sha256`` is given, the bytes must have that checksum.  On any failure
+    (or an interruption) the temporary file is removed, so ``target`` is either
+    complete or untouched.  Used for checkpoints, results and downloads.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(chunks, bytes):
+        chunks = [chunks]
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise ValueError(f"sha256 {digest.hexdigest()} differs from the expected {sha256}")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

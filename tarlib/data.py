@@ -26,7 +26,6 @@ import math
 import os
 import pickle
 import struct
-import tempfile
 import urllib.request
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -37,6 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from tarlib.config import atomic_write
 
 log = logging.getLogger("tarlib.data")
 
@@ -51,29 +52,6 @@ class Labelled(NamedTuple):
 def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-
-
-def _atomic_write(target: Path, chunks: Iterator[bytes] | bytes, sha256: str | None = None) -> None:
-    """Write ``target`` through a temporary file and ``os.replace``.
-
-    If ``sha256`` is given, the bytes must have that checksum.  On any failure the
-    temporary file is removed, so ``target`` is either complete or untouched.
-    """
-    if isinstance(chunks, bytes):
-        chunks = iter([chunks])
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
-            for chunk in chunks:
-                digest.update(chunk)
-                out.write(chunk)
-        if sha256 is not None and digest.hexdigest() != sha256:
-            raise ValueError(f"sha256 {digest.hexdigest()} differs from the expected {sha256}")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------
@@ -146,7 +124,7 @@ def write_idx_file(path: str | os.PathLike, array: np.ndarray | Tensor) -> Path:
     header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     data = header + np.ascontiguousarray(array, dtype=IDX_TYPES[code]).tobytes()
     path = Path(path)
-    _atomic_write(path, gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
+    atomic_write(path, gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
     return path
 
 
@@ -354,7 +332,7 @@ def download_idx(
             url = base.rstrip("/") + "/" + name
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as response:
-                    _atomic_write(target, iter(lambda: response.read(1 << 20), b""), sha256)
+                    atomic_write(target, iter(lambda: response.read(1 << 20), b""), sha256)
                 log.info("downloaded %s", url)
                 break
             except (OSError, ValueError) as err:

@@ -269,9 +269,7 @@ def _git_commit() -> str | None:
 
 
 def _json_dump(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)
+    tarlib.config.atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def _check_out(args: argparse.Namespace) -> str | None:

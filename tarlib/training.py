@@ -21,8 +21,8 @@ evaluation and atomic checkpoints from which an interrupted run resumes exactly
 
 from __future__ import annotations
 
+import io
 import math
-import os
 import pickle
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from tarlib import losses, metrics
+from tarlib.config import atomic_write
 from tarlib.config import progress as progress_bar
 from tarlib.nets import TaskAdapted
 
@@ -53,14 +54,10 @@ def task_loss(task: str) -> Callable[[Tensor, Tensor], Tensor]:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    """Write with torch.save to a temporary file, then rename: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """torch.save through :func:`tarlib.config.atomic_write`: a crash never leaves half a file."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, buffer.getvalue())
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -44,3 +44,22 @@ def test_setup_device_and_errors() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA"):
             tarlib.setup(0, device="cuda")
+
+
+def test_atomic_write_is_all_or_nothing(tmp_path) -> None:
+    from tarlib.config import atomic_write
+
+    target = tmp_path / "sub" / "file.bin"
+    atomic_write(target, [b"ab", b"cd"])
+    assert target.read_bytes() == b"abcd"
+
+    def failing():
+        yield b"new content"
+        raise KeyboardInterrupt  # an interruption half-way through
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, failing())
+    with pytest.raises(ValueError, match="sha256"):
+        atomic_write(target, b"other", sha256="0" * 64)
+    assert target.read_bytes() == b"abcd", "a failed write must leave the old file untouched"
+    assert [p.name for p in target.parent.iterdir()] == ["file.bin"], "no temporary file may be left"

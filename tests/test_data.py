@@ -94,7 +94,7 @@ def test_idx_folder_round_trip(tmp_path: Path, compress: bool) -> None:
         x_back, z_back = data.load_idx(tmp_path, split)
         assert x_back.shape == (12, 1, 7, 5) and x_back.dtype == torch.float32
         assert torch.equal(x_back, x) and torch.equal(z_back, z)
-    assert not list(tmp_path.glob("*.part"))
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])
