@@ -11,6 +11,11 @@ Modules follow the paper's pieces:
 - :mod:`tarlib.losses`   ℓ_X, ℓ_D and the joint loss of eq. (18)
 - :mod:`tarlib.metrics`  accuracy, PSNR, SSIM, Dice, IoU
 - :mod:`tarlib.training` the strategies of section 4
+- :mod:`tarlib.experiments` the experiments of section 5 from the command line
+
+and the course's teaching aids: :mod:`tarlib.classical` (SVD, maximum
+likelihood, Tikhonov), :mod:`tarlib.bayes` (Bayes estimators in closed form),
+:mod:`tarlib.decisions` (τ, decisions, calibration) and :mod:`tarlib.plotting`.
 """
 
 from tarlib.config import default_device, fast_mode, pick, progress, setup, versions
