@@ -47,5 +47,8 @@ bench: venv
 	$(PY) benchmarks/operators.py
 	$(PY) benchmarks/training.py
 
+reproduce: venv
+	$(PY) -m tarlib.reproduce
+
 clean:
 	rm -rf _build .pytest_cache .jupyter_cache

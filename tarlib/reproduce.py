@@ -1,0 +1,383 @@
+"""Reproduce section 5 of the paper: Table 1, a sweep over C and the segmentation of Figure 3.
+
+    python -m tarlib.reproduce                       # every run (CPU-hours), then the tables
+    python -m tarlib.reproduce --only mnist --fast   # smoke-size runs of Table 1 only
+    python -m tarlib.reproduce --tables-only         # regenerate results/*.md and sweep.png from the JSONs
+
+Each run is one row of :data:`ROWS`: a command of ``python -m tarlib.experiments``
+with its own run directory ``runs/<row>``.  Rows are run in dependency order
+(for MNIST, R and T are pre-trained once and passed on with ``--init-reconstruction``
+/ ``--init-task``, as in section 5.1; the joint segmentation runs start from scratch:
+"There was no pre-training", section 5.2); a row whose ``results/<row>.json`` exists is done and skipped,
+and an interrupted row resumes from its checkpoint.  Each finished run's
+``metrics.json`` is copied to ``results/<row>.json``; the Markdown tables and the
+sweep figure are then regenerated from those JSON files alone
+(:func:`tables_from_results`, :func:`plot_sweep`), as mean ± std over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tarlib
+from tarlib import experiments
+from tarlib.config import atomic_write
+
+# ----------------------------------------------------------------------------- the runs
+
+
+@dataclass(frozen=True)
+class Row:
+    """One run of ``python -m tarlib.experiments``, stored as ``results/<name>.json``.
+
+    ``init_reconstruction`` / ``init_task`` name earlier rows whose ``R.pt`` / ``T.pt``
+    this run starts from; they are its dependencies.
+    """
+
+    name: str
+    experiment: str
+    args: tuple[str, ...]
+    seed: int = 0
+    init_reconstruction: str | None = None
+    init_task: str | None = None
+
+    @property
+    def deps(self) -> tuple[str, ...]:
+        return tuple(d for d in (self.init_reconstruction, self.init_task) if d is not None)
+
+    def argv(self, runs: Path, fast: bool = False, extra: tuple[str, ...] = ()) -> list[str]:
+        """The command line of this row for :func:`tarlib.experiments.main`."""
+        argv = [self.experiment, *self.args, "--seed", str(self.seed), "--out", str(runs / self.name)]
+        if self.init_reconstruction is not None:
+            argv += ["--init-reconstruction", str(runs / self.init_reconstruction / "R.pt")]
+        if self.init_task is not None:
+            argv += ["--init-task", str(runs / self.init_task / "T.pt")]
+        return argv + (["--fast"] if fast else []) + list(extra)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of a results table: the mean ± std of ``metrics[key]`` over the runs ``rows`` (seeds)."""
+
+    label: str
+    rows: tuple[str, ...]
+    key: str = "test"
+    C: float | None = None
+
+
+@dataclass
+class Table:
+    """A results table (``results/<name>.md``) and the metrics shown in its columns."""
+
+    name: str
+    title: str
+    columns: tuple[tuple[str, str], ...]  # (metric in the JSON, column heading)
+    entries: list[Entry] = field(default_factory=list)
+
+
+C_TABLE1 = (0.01, 0.5, 0.999)  # Table 1
+C_SWEEP = (0.0, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.999, 1.0)  # Table 1's joint rows, extended to all of [0, 1]
+C_SEGMENTATION = (0.0, 0.1, 0.5, 0.99)  # Figure 3
+SEEDS = 3  # seeds of the rows that report mean ± std (sequential and joint C = 0.5)
+
+
+def _c(C: float) -> str:
+    return f"{C:g}"
+
+
+def _seeded(name: str, seeds: int) -> list[str]:
+    """Row names of the seeds 0, …, seeds − 1 (seed 0 keeps the plain name)."""
+    return [name if s == 0 else f"{name}_seed{s}" for s in range(seeds)]
+
+
+def build_rows(seeds: int = SEEDS) -> tuple[list[Row], list[Table]]:
+    """The runs of section 5 and the tables made of them (Table 1, the C sweep, Figure 3 of section 5.2)."""
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be an integer ≥ 1, got {seeds!r}")
+    rows: list[Row] = []
+
+    def add(name: str, experiment: str, *args: str, n_seeds: int = 1, **init: str) -> tuple[str, ...]:
+        names = _seeded(name, n_seeds)
+        for s, n in enumerate(names):
+            rows.append(Row(n, experiment, tuple(args), seed=s, **init))
+        return tuple(names)
+
+    # section 5.1, Table 1: R pre-trained on ℓ_X (eq. (4)), T on true images (eq. (5))
+    pre = {"init_reconstruction": "mnist_pretrain_R", "init_task": "mnist_pretrain_T"}
+    R = add("mnist_pretrain_R", "mnist", "--strategy", "pretrain_reconstruction")
+    T = add("mnist_pretrain_T", "mnist", "--strategy", "pretrain_task", init_reconstruction="mnist_pretrain_R")
+    seq = add("mnist_sequential", "mnist", "--strategy", "sequential", n_seeds=seeds, **pre)
+    e2e = add("mnist_end_to_end", "mnist", "--strategy", "end_to_end", **pre)
+    joint = {
+        C: add(f"mnist_joint_C{_c(C)}", "mnist", "--strategy", "joint", "--C", _c(C),
+               n_seeds=seeds if C == 0.5 else 1, **pre)
+        for C in sorted(set(C_TABLE1) | set(C_SWEEP))
+    }
+    fbp = add("mnist_fbp_classifier", "mnist", "--strategy", "end_to_end", "--recon", "fbp")
+    sino = add("mnist_sinogram_cnn", "mnist", "--strategy", "end_to_end", "--recon", "none")
+    columns = (("accuracy", "accuracy"), ("l2", "L2 loss"), ("cross_entropy", "cross entropy"), ("psnr", "PSNR (dB)"))
+    mnist = Table("mnist", "MNIST classification from Poisson data (section 5.1, Table 1)", columns, [
+        Entry("pre-training of R (eq. (4))", R),
+        Entry("classifier on true images (eq. (5))", T, key="test_true_images"),
+        Entry("pre-training: T ∘ R, separately trained", T),
+        Entry("sequential (eq. (13))", seq),
+        Entry("end-to-end (eq. (16))", e2e),
+        *(Entry(f"joint, C = {_c(C)} (eq. (20))", joint[C], C=C) for C in C_TABLE1),
+        Entry("FBP + classifier", fbp),
+        Entry("CNN on the sinogram", sino),
+    ])
+    sweep = Table("sweep", "MNIST: joint training for C from 0 to 1 (section 5.1, Table 1's joint rows extended)",
+                  (("accuracy", "accuracy"), ("l2", "L2 loss")),
+                  [Entry(f"C = {_c(C)}", joint[C], C=C) for C in C_SWEEP])
+
+    # section 5.2, Figure 3: grey-matter segmentation; joint training without pre-training, as in the paper;
+    # sequential trains T on the output of the pre-trained R (eq. (13))
+    R = add("seg_pretrain_R", "segmentation", "--strategy", "pretrain_reconstruction")
+    T = add("seg_pretrain_T", "segmentation", "--strategy", "pretrain_task", init_reconstruction="seg_pretrain_R")
+    seq = add("seg_sequential", "segmentation", "--strategy", "sequential", init_reconstruction="seg_pretrain_R")
+    seg_joint = {C: add(f"seg_joint_C{_c(C)}", "segmentation", "--strategy", "joint", "--C", _c(C))
+                 for C in C_SEGMENTATION}
+    fbp = add("seg_fbp_unet", "segmentation", "--strategy", "end_to_end", "--recon", "fbp")
+    segmentation = Table("segmentation", "Grey-matter segmentation of brain slices (section 5.2, Figure 3)",
+                         (("dice", "Dice"), ("iou", "IoU"), ("l2", "L2 loss"), ("psnr", "PSNR (dB)")), [
+        Entry("pre-training of R (eq. (4))", R),
+        Entry("U-Net on true images (eq. (5))", T, key="test_true_images"),
+        Entry("pre-training: T ∘ R, separately trained", T),
+        Entry("sequential (eq. (13))", seq),
+        *(Entry(f"joint, C = {_c(C)} (eq. (20))", seg_joint[C], C=C) for C in C_SEGMENTATION),
+        Entry("FBP + U-Net", fbp),
+    ])
+    return rows, [mnist, sweep, segmentation]
+
+
+ROWS, TABLES = build_rows()
+
+
+def select(rows: list[Row], tables: list[Table], only: str | None = None, names: list[str] | None = None) -> list[Row]:
+    """The rows of table ``only`` (or the rows ``names``) with all their dependencies, in dependency order."""
+    by_name = {r.name: r for r in rows}
+    if only is not None:
+        table = {t.name: t for t in tables}.get(only)
+        if table is None:
+            raise ValueError(f"--only must be one of {[t.name for t in tables]}, got {only!r}")
+        wanted = [n for e in table.entries for n in e.rows]
+    else:
+        wanted = list(names) if names is not None else [r.name for r in rows]
+    unknown = [n for n in wanted if n not in by_name]
+    if unknown:
+        raise ValueError(f"unknown rows {unknown}; the rows are {sorted(by_name)}")
+    order: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in path:
+            raise ValueError(f"rows depend on each other in a cycle: {' -> '.join(path + (name,))}")
+        if name in order:
+            return
+        for dep in by_name[name].deps:
+            if dep not in by_name:
+                raise ValueError(f"row {name} depends on {dep}, which is no row")
+            visit(dep, path + (name,))
+        order.append(name)
+
+    for name in wanted:
+        visit(name, ())
+    return [by_name[n] for n in order]
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def run_rows(
+    rows: list[Row], runs: Path, results: Path, fast: bool = False, extra: tuple[str, ...] = ()
+) -> list[str]:
+    """Run every row whose ``results/<row>.json`` is missing (in the order given); return the rows run."""
+    results.mkdir(parents=True, exist_ok=True)
+    ran = []
+    for row in rows:
+        done = results / f"{row.name}.json"
+        if done.exists():
+            print(f"[reproduce] {row.name}: done ({done})", flush=True)
+            continue
+        argv = row.argv(runs, fast, extra)
+        print(f"[reproduce] {row.name}: python -m tarlib.experiments {' '.join(argv)}", flush=True)
+        try:
+            status = experiments.main(argv)
+        except SystemExit as err:  # argparse rejected the arguments
+            status = err.code
+        if status != 0:
+            raise RuntimeError(f"row {row.name} failed with exit status {status}: {' '.join(argv)}")
+        # atomic: a half-copied file must never mark a row as done
+        atomic_write(done, (runs / row.name / "metrics.json").read_bytes())
+        ran.append(row.name)
+    return ran
+
+
+# ----------------------------------------------------------------------------- tables and figure
+
+
+def _load(results: Path, names: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [json.loads((results / f"{n}.json").read_text()) for n in names if (results / f"{n}.json").exists()]
+
+
+def _mean_std(values: list[float], digits: int) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def _mode(runs: list[dict[str, Any]]) -> str:
+    """Whether the numbers come from ``--fast`` (smoke-size) runs or full runs, from the recorded config."""
+    fast = {bool(r["config"].get("fast")) for r in runs}
+    if fast == {True}:
+        return "`--fast` (smoke-size) runs: these numbers only show that the pipeline works"
+    if fast == {False}:
+        return "full runs"
+    return "a MIX of `--fast` and full runs: rerun the `--fast` rows in full before trusting the table"
+
+
+def table_markdown(table: Table, results: Path) -> str | None:
+    """The Markdown of ``table`` from the JSON files in ``results`` (None when none of its runs exists)."""
+    all_runs = [r for e in table.entries for r in _load(results, e.rows)]
+    if not all_runs:
+        return None
+    digits = {"accuracy": 3, "dice": 3, "iou": 3, "cross_entropy": 3, "l2": 2, "psnr": 2}
+    fast = " --fast" if all(r["config"].get("fast") for r in all_runs) else ""
+    lines = [
+        f"## {table.title}",
+        "",
+        f"Regenerate: `python -m tarlib.reproduce --only {table.name}{fast}` (runs what is missing, then the tables);",
+        "tables only: `python -m tarlib.reproduce --tables-only`.",
+        f"Numbers from {_mode(all_runs)}. Test set metrics, mean ± std over seeds where there are several.",
+        "",
+        "| method | " + " | ".join(h for _, h in table.columns) + " | seeds | steps |",
+        "|---|" + "---:|" * (len(table.columns) + 2),
+    ]
+    for entry in table.entries:
+        runs = [r for r in _load(results, entry.rows) if entry.key in r["metrics"]]
+        cells = [_mean_std([r["metrics"][entry.key][m] for r in runs if m in r["metrics"][entry.key]], digits[m])
+                 for m, _ in table.columns]
+        steps = sorted({r["config"]["steps"] for r in runs})
+        steps_cell = ", ".join(map(str, steps)) or "—"
+        lines.append(f"| {entry.label} | " + " | ".join(cells) + f" | {len(runs)} | {steps_cell} |")
+    return "\n".join(lines) + "\n"
+
+
+def tables_from_results(results_dir: str | Path, tables: list[Table] | None = None) -> dict[str, str]:
+    """Every table with at least one finished run, as ``{name: markdown}``; a pure function of the JSON files."""
+    results = Path(results_dir)
+    if not results.is_dir():
+        raise ValueError(f"results_dir must be a folder, got {results}")
+    out = {}
+    for table in TABLES if tables is None else tables:
+        markdown = table_markdown(table, results)
+        if markdown is not None:
+            out[table.name] = markdown
+    return out
+
+
+def plot_sweep(results_dir: str | Path, path: str | Path, table: Table | None = None) -> bool:
+    """Test accuracy and L2 loss of joint training (section 5.1) against C; False (no file) if a C is missing."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results, table = Path(results_dir), table or next(t for t in TABLES if t.name == "sweep")
+    points = [(e.C, _load(results, e.rows)) for e in table.entries]
+    if any(not runs for _, runs in points):
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric, label in zip(axes, ("accuracy", "l2"), ("test accuracy", "test L2 loss")):
+        values = [[r["metrics"]["test"][metric] for r in runs] for _, runs in points]
+        mean = [statistics.mean(v) for v in values]
+        std = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
+        ax.errorbar([C for C, _ in points], mean, yerr=std, marker="o", capsize=3)
+        ax.set(xlabel="C (weight of ℓ_X in eq. (18))", ylabel=label, title=f"{label} vs C")
+        ax.grid(alpha=0.3)
+    all_runs = [r for _, runs in points for r in runs]
+    mode = _mode(all_runs).split(":")[0].replace("`", "")
+    fast = " --fast" if all(r["config"].get("fast") for r in all_runs) else ""
+    fig.suptitle(f"Joint training on MNIST (section 5.1), numbers from {mode}.\n"
+                 f"Regenerate: python -m tarlib.reproduce --only sweep{fast}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def write_tables(results: Path, tables: list[Table] | None = None) -> list[Path]:
+    """Write ``results/<table>.md`` (and ``sweep.png`` when the sweep is complete); return the files written."""
+    tables = TABLES if tables is None else tables
+    written = []
+    for name, markdown in tables_from_results(results, tables).items():
+        atomic_write(results / f"{name}.md", markdown.encode())
+        written.append(results / f"{name}.md")
+    sweep = next((t for t in tables if t.name == "sweep"), None)
+    if sweep is not None and plot_sweep(results, results / "sweep.png", sweep):
+        written.append(results / "sweep.png")
+    return written
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of :func:`main`."""
+    p = argparse.ArgumentParser(prog="python -m tarlib.reproduce", description=__doc__.split("\n")[0])
+    p.add_argument("--only", choices=[t.name for t in TABLES], default=None, help="one table and its dependencies")
+    p.add_argument("--rows", default=None, help="comma-separated row names (and their dependencies) instead")
+    p.add_argument("--fast", action="store_true", help="smoke-size runs (as TARLIB_FAST=1)")
+    p.add_argument("--runs", type=Path, default=Path("runs"), help="folder of the run directories")
+    p.add_argument("--results", type=Path, default=Path("results"), help="folder of the JSON files and tables")
+    p.add_argument("--seeds", type=int, default=SEEDS, help="seeds of sequential and joint C = 0.5 (mean ± std)")
+    p.add_argument("--steps", type=int, default=None, help="override --steps and --pretrain-steps of every run")
+    p.add_argument("--device", default=None, help="cpu or cuda, passed to every run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--tables-only", action="store_true", help="only regenerate the tables from the JSON files")
+    p.add_argument("--list", action="store_true", help="print the rows that would run and their commands")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m tarlib.reproduce``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.only is not None and args.rows is not None:
+        parser.error("give --only or --rows, not both")
+    try:
+        rows, tables = build_rows(args.seeds)
+        names = args.rows.split(",") if args.rows is not None else None
+        selected = select(rows, tables, args.only, names)
+    except ValueError as err:
+        parser.error(str(err))
+    fast = args.fast or tarlib.fast_mode()  # recorded in each run's config, so the tables can say so
+    extra: list[str] = []
+    if args.steps is not None:
+        extra += ["--steps", str(args.steps), "--pretrain-steps", str(args.steps)]
+    if args.device is not None:
+        extra += ["--device", args.device]
+    if args.no_progress:
+        extra.append("--no-progress")
+    if args.list:
+        for row in selected:
+            print(f"{row.name}: python -m tarlib.experiments {' '.join(row.argv(args.runs, fast, tuple(extra)))}")
+        return 0
+    if not args.tables_only:
+        run_rows(selected, args.runs, args.results, fast, tuple(extra))
+    if not args.results.is_dir():
+        parser.error(f"--results {args.results} is not a folder: nothing to tabulate")
+    for path in write_tables(args.results, tables):
+        print(f"[reproduce] wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
