@@ -3,6 +3,7 @@
 #   make book   create/reuse .venv, execute every notebook (fast mode), build the Jupyter Book strictly
 #   make lab    open the course in JupyterLab
 #   make bench  operator and training benchmarks
+#   make reproduce  full-size runs of Table 1 / Figure 3 (hours; resumable)
 #
 # Torch is installed on its own, and only when the venv has none, so that pip never
 # swaps a working (e.g. CUDA) torch for another one.  Override the requirement with
