@@ -42,6 +42,7 @@ def test_rows_are_consistent_and_parse_with_the_cli_parser(tmp_path: Path) -> No
     assert len(entries["mnist"]["sequential (eq. (13))"].rows) == 3
     assert len(entries["mnist"]["joint, C = 0.999 (eq. (20))"].rows) == 1
     assert by_name["mnist_joint_C0.5_seed2"].seed == 2
+    assert "mnist_joint_C0" not in by_name, "C = 0 is the end-to-end run; the sweep must not train it twice"
     assert {r.args[r.args.index("--C") + 1] for r in rows if r.experiment == "segmentation" and "--C" in r.args} == {
         "0", "0.1", "0.5", "0.99"
     }
@@ -118,9 +119,11 @@ def test_tables_average_seeds_and_the_sweep_figure_needs_every_C(tmp_path: Path)
     ]
     assert "full runs" in tables["sweep"] and "--fast" not in tables["sweep"]
     assert not reproduce.plot_sweep(tmp_path, tmp_path / "sweep.png")
-    for C in reproduce.C_SWEEP:
-        if C != 0.5:
-            _fake_run(tmp_path, f"mnist_joint_C{C:g}", fast=True, accuracy=0.5 + C / 4, l2=50.0 * (1 - C) + 5)
+    sweep = next(t for t in reproduce.TABLES if t.name == "sweep")
+    for entry in sweep.entries:
+        if entry.C != 0.5:
+            C = entry.C
+            _fake_run(tmp_path, entry.rows[0], fast=True, accuracy=0.5 + C / 4, l2=50.0 * (1 - C) + 5)
     assert "MIX" in reproduce.tables_from_results(tmp_path)["sweep"]
     written = reproduce.write_tables(tmp_path)
     assert tmp_path / "sweep.png" in written and (tmp_path / "sweep.png").stat().st_size > 1000
