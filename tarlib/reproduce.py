@@ -46,6 +46,7 @@ class Row:
     seed: int = 0
     init_reconstruction: str | None = None
     init_task: str | None = None
+    steps: int | None = None  # the training budget of a full run (see STEPS); --fast runs use their own sizes
 
     @property
     def deps(self) -> tuple[str, ...]:
@@ -54,6 +55,8 @@ class Row:
     def argv(self, runs: Path, fast: bool = False, extra: tuple[str, ...] = ()) -> list[str]:
         """The command line of this row for :func:`tarlib.experiments.main`."""
         argv = [self.experiment, *self.args, "--seed", str(self.seed), "--out", str(runs / self.name)]
+        if self.steps is not None and not fast:
+            argv += ["--steps", str(self.steps), "--eval-every", str(max(1, self.steps // 5))]
         if self.init_reconstruction is not None:
             argv += ["--init-reconstruction", str(runs / self.init_reconstruction / "R.pt")]
         if self.init_task is not None:
@@ -85,6 +88,19 @@ C_TABLE1 = (0.01, 0.5, 0.999)  # Table 1
 C_SWEEP = (0.0, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.999, 1.0)  # Table 1's joint rows, extended to all of [0, 1]
 C_SEGMENTATION = (0.0, 0.1, 0.5, 0.99)  # Figure 3
 SEEDS = 3  # seeds of the rows that report mean ± std (sequential and joint C = 0.5)
+# Training steps of the full runs.  The paper pre-trains R for 8,000 steps of batch 64
+# (section 5.1); on 2 CPU cores a step of learned gradient descent takes 0.32 s, so
+# we fit each table into the issue's budget of 3 CPU-hours: R and T are pre-trained
+# once, and every fine-tuning row (sequential, end-to-end, joint) gets the same,
+# smaller number of steps, so that the strategies are compared at equal cost.
+STEPS = {
+    "mnist_pretrain_R": 2500,  # 0.32 s per step
+    "mnist_pretrain_T": 3000,  # 0.02 s per step (classifier on true images)
+    "mnist_finetune": 600,  # sequential 0.12 s, end-to-end and joint 0.33 s per step
+    "mnist_baseline": 3000,  # FBP + classifier and the sinogram CNN, from scratch, ≈ 0.03 s per step
+    "seg_pretrain": 400,  # learned primal-dual 1.1 s, U-Net on true images ≈ 0.3 s per step
+    "seg": 400,  # joint 1.4 s, sequential 0.6 s per step (batch 8)
+}
 
 
 def _c(C: float) -> str:
@@ -102,26 +118,27 @@ def build_rows(seeds: int = SEEDS) -> tuple[list[Row], list[Table]]:
         raise ValueError(f"seeds must be an integer ≥ 1, got {seeds!r}")
     rows: list[Row] = []
 
-    def add(name: str, experiment: str, *args: str, n_seeds: int = 1, **init: str) -> tuple[str, ...]:
+    def add(name: str, experiment: str, *args: str, steps: str, n_seeds: int = 1, **init: str) -> tuple[str, ...]:
         names = _seeded(name, n_seeds)
         for s, n in enumerate(names):
-            rows.append(Row(n, experiment, tuple(args), seed=s, **init))
+            rows.append(Row(n, experiment, tuple(args), seed=s, steps=STEPS[steps], **init))
         return tuple(names)
 
     # section 5.1, Table 1: R pre-trained on ℓ_X (eq. (4)), T on true images (eq. (5))
     pre = {"init_reconstruction": "mnist_pretrain_R", "init_task": "mnist_pretrain_T"}
-    R = add("mnist_pretrain_R", "mnist", "--strategy", "pretrain_reconstruction")
-    T = add("mnist_pretrain_T", "mnist", "--strategy", "pretrain_task", init_reconstruction="mnist_pretrain_R")
-    seq = add("mnist_sequential", "mnist", "--strategy", "sequential", n_seeds=seeds, **pre)
-    e2e = add("mnist_end_to_end", "mnist", "--strategy", "end_to_end", **pre)
+    R = add("mnist_pretrain_R", "mnist", "--strategy", "pretrain_reconstruction", steps="mnist_pretrain_R")
+    T = add("mnist_pretrain_T", "mnist", "--strategy", "pretrain_task", steps="mnist_pretrain_T",
+            init_reconstruction="mnist_pretrain_R")
+    seq = add("mnist_sequential", "mnist", "--strategy", "sequential", steps="mnist_finetune", n_seeds=seeds, **pre)
+    e2e = add("mnist_end_to_end", "mnist", "--strategy", "end_to_end", steps="mnist_finetune", **pre)
     # joint with C = 0 is the end-to-end run (eq. (16)): the sweep reuses it instead of training it twice
     joint = {
         C: e2e if C == 0 else add(f"mnist_joint_C{_c(C)}", "mnist", "--strategy", "joint", "--C", _c(C),
-                                  n_seeds=seeds if C == 0.5 else 1, **pre)
+                                  steps="mnist_finetune", n_seeds=seeds if C == 0.5 else 1, **pre)
         for C in sorted(set(C_TABLE1) | set(C_SWEEP))
     }
-    fbp = add("mnist_fbp_classifier", "mnist", "--strategy", "end_to_end", "--recon", "fbp")
-    sino = add("mnist_sinogram_cnn", "mnist", "--strategy", "end_to_end", "--recon", "none")
+    fbp = add("mnist_fbp_classifier", "mnist", "--strategy", "end_to_end", "--recon", "fbp", steps="mnist_baseline")
+    sino = add("mnist_sinogram_cnn", "mnist", "--strategy", "end_to_end", "--recon", "none", steps="mnist_baseline")
     columns = (("accuracy", "accuracy"), ("l2", "L2 loss"), ("cross_entropy", "cross entropy"), ("psnr", "PSNR (dB)"))
     mnist = Table("mnist", "MNIST classification from Poisson data (section 5.1, Table 1)", columns, [
         Entry("pre-training of R (eq. (4))", R),
@@ -139,12 +156,14 @@ def build_rows(seeds: int = SEEDS) -> tuple[list[Row], list[Table]]:
 
     # section 5.2, Figure 3: grey-matter segmentation; joint training without pre-training, as in the paper;
     # sequential trains T on the output of the pre-trained R (eq. (13))
-    R = add("seg_pretrain_R", "segmentation", "--strategy", "pretrain_reconstruction")
-    T = add("seg_pretrain_T", "segmentation", "--strategy", "pretrain_task", init_reconstruction="seg_pretrain_R")
-    seq = add("seg_sequential", "segmentation", "--strategy", "sequential", init_reconstruction="seg_pretrain_R")
-    seg_joint = {C: add(f"seg_joint_C{_c(C)}", "segmentation", "--strategy", "joint", "--C", _c(C))
+    R = add("seg_pretrain_R", "segmentation", "--strategy", "pretrain_reconstruction", steps="seg_pretrain")
+    T = add("seg_pretrain_T", "segmentation", "--strategy", "pretrain_task", steps="seg_pretrain",
+            init_reconstruction="seg_pretrain_R")
+    seq = add("seg_sequential", "segmentation", "--strategy", "sequential", steps="seg",
+              init_reconstruction="seg_pretrain_R")
+    seg_joint = {C: add(f"seg_joint_C{_c(C)}", "segmentation", "--strategy", "joint", "--C", _c(C), steps="seg")
                  for C in C_SEGMENTATION}
-    fbp = add("seg_fbp_unet", "segmentation", "--strategy", "end_to_end", "--recon", "fbp")
+    fbp = add("seg_fbp_unet", "segmentation", "--strategy", "end_to_end", "--recon", "fbp", steps="seg")
     segmentation = Table("segmentation", "Grey-matter segmentation of brain slices (section 5.2, Figure 3)",
                          (("dice", "Dice"), ("iou", "IoU"), ("l2", "L2 loss"), ("psnr", "PSNR (dB)")), [
         Entry("pre-training of R (eq. (4))", R),
