@@ -49,7 +49,7 @@ bench: venv
 	$(PY) benchmarks/training.py
 
 reproduce: venv
-	$(PY) -m tarlib.reproduce
+	$(PY) -m tarlib.reproduce --readme README.md --export-weights
 
 clean:
 	rm -rf _build .pytest_cache .jupyter_cache

@@ -12,6 +12,8 @@ Modules follow the paper's pieces:
 - :mod:`tarlib.metrics`  accuracy, PSNR, SSIM, Dice, IoU
 - :mod:`tarlib.training` the strategies of section 4
 - :mod:`tarlib.experiments` the experiments of section 5 from the command line
+- :mod:`tarlib.reproduce` every run of section 5, its tables and figures (``make reproduce``)
+- :mod:`tarlib.pretrained` the published weights of those runs (``weights/``)
 
 and the course's teaching aids: :mod:`tarlib.classical` (SVD, maximum
 likelihood, Tikhonov), :mod:`tarlib.bayes` (Bayes estimators in closed form),

@@ -94,13 +94,16 @@ def _seed(seed: int, purpose: str) -> int:
 
 
 def _size(args: argparse.Namespace, full: Any, fast: Any) -> Any:
-    """``fast`` under ``--fast`` or ``TARLIB_FAST=1``, else ``full``."""
-    return fast if args.fast else tarlib.pick(full, fast)
+    """``fast`` under ``--fast`` or ``TARLIB_FAST=1`` (see :func:`parse_args`), else ``full``."""
+    return fast if args.fast else full
 
 
 def _n_val(args: argparse.Namespace) -> int:
     """MNIST training images held out for validation (the last ones of the training set)."""
     return _size(args, 1000, 200)
+
+
+EVAL_BATCH = {"mnist": 500, "segmentation": 13}  # images per batch of the validation and test data
 
 
 def _fixed_batches(images, targets, M, batch_size: int, seed: int, device) -> list:
@@ -109,25 +112,59 @@ def _fixed_batches(images, targets, M, batch_size: int, seed: int, device) -> li
     return list(loader)
 
 
-def _reconstruction(name: str, M: physics.DataModel, args: argparse.Namespace) -> nn.Module | None:
-    iters, width = _size(args, 10, 3), _size(args, 32, 8)
-    if name == "lgd":
-        return nets.LearnedGradientDescent(M, n_iter=iters, width=width)
-    if name == "lpd":
-        return nets.LearnedPrimalDual(M.A, n_iter=iters, width=width)
-    if name == "fbp_unet":
-        return nets.FBPUNet(M.A, nets.UNet(1, 1, depth=2, width=_size(args, 32, 4)))
-    if name == "fbp":
-        return nets.FBP(M.A)
-    return None
+def build_model(
+    experiment: str, recon: str | None = None, fast: bool = False
+) -> tuple[nets.TaskAdapted, physics.DataModel]:
+    """T ∘ R of ``experiment`` with the sizes of a full run (or of ``--fast``), and its data model M.
+
+    Every run of this module and :func:`tarlib.pretrained.load` build their networks here,
+    so published weights always fit.  ``recon`` defaults to lgd (mnist) or lpd (segmentation).
+    """
+    if experiment not in DEFAULTS:
+        raise ValueError(f"experiment must be one of {sorted(DEFAULTS)}, got {experiment!r}")
+    recon = recon or DEFAULTS[experiment]["recon"]
+    if recon not in RECONSTRUCTIONS:
+        raise ValueError(f"recon must be one of {RECONSTRUCTIONS}, got {recon!r}")
+    iters, width = (3, 8) if fast else (10, 32)
+    if experiment == "mnist":
+        # learned gradient descent reads the raw counts through the Poisson likelihood;
+        # the other reconstructions need line integrals, i.e. log-transformed counts
+        M = physics.mnist_data_model(log_data=recon not in ("lgd", "none"))
+    else:
+        M = physics.brain_data_model()
+    R: nn.Module | None = {
+        "lgd": lambda: nets.LearnedGradientDescent(M, n_iter=iters, width=width),
+        "lpd": lambda: nets.LearnedPrimalDual(M.A, n_iter=iters, width=width),
+        "fbp_unet": lambda: nets.FBPUNet(M.A, nets.UNet(1, 1, depth=2, width=4 if fast else 32)),
+        "fbp": lambda: nets.FBP(M.A),
+        "none": lambda: None,
+    }[recon]()
+    if experiment == "mnist":
+        T: nn.Module = nets.SinogramClassifier(M.A.range_shape) if R is None else nets.Classifier()
+    else:
+        T = nets.UNet(1, 2, depth=2 if fast else UNET_DEPTH, width=4 if fast else UNET_WIDTH)
+    return nets.TaskAdapted(R, T), M
+
+
+def test_batches(
+    experiment: str, M: physics.DataModel, seed: int, n: int | None = None, device: str | torch.device = "cpu"
+) -> list:
+    """The first ``n`` (default all) test images of ``experiment`` with the noise draw of a run with ``seed``."""
+    if experiment == "mnist":
+        images, targets = data.load_mnist("test")
+    else:
+        test = data.load_brain("test")
+        images, targets = test.images, test.masks
+    n = len(images) if n is None else n
+    if not 1 <= n <= len(images):
+        raise ValueError(f"n must lie in [1, {len(images)}] (test images of {experiment}), got {n}")
+    return _fixed_batches(images[:n], targets[:n], M, EVAL_BATCH[experiment], _seed(seed, "test"), device)
 
 
 def mnist_experiment(args: argparse.Namespace, device: torch.device) -> Experiment:
     """Section 5.1: MNIST classification from Poisson data (5 angles, 60 photons per line)."""
-    # learned gradient descent reads the raw counts through the Poisson likelihood;
-    # the other reconstructions need line integrals, i.e. log-transformed counts
-    log_data = args.recon not in ("lgd", "none")
-    M = physics.mnist_data_model(log_data=log_data).to(device)
+    model, M = build_model("mnist", args.recon, args.fast)
+    M.to(device)
     if args.data is not None:
         train_images, train_labels = data.load_idx(args.data, "train")
         test_images, test_labels = data.load_idx(args.data, "test")
@@ -137,41 +174,39 @@ def mnist_experiment(args: argparse.Namespace, device: torch.device) -> Experime
     n_val = _n_val(args)
     n_test = _size(args, len(test_images), 500)
     images, labels = train_images[:-n_val], train_labels[:-n_val]
-    R = _reconstruction(args.recon, M, args)
-    T = nets.SinogramClassifier(M.A.range_shape) if R is None else nets.Classifier()
 
     def loader(purpose: str) -> data.TaskLoader:
         return data.TaskLoader(images, labels, M, args.batch_size, _seed(args.seed, purpose), device=device)
 
-    val_seed, test_seed = _seed(args.seed, "val"), _seed(args.seed, "test")
+    batch, val_seed, test_seed = EVAL_BATCH["mnist"], _seed(args.seed, "val"), _seed(args.seed, "test")
     return Experiment(
-        model=nets.TaskAdapted(R, T),
+        model=model,
         train_loader=loader("train"),
         pretrain_loader=loader("pretrain"),
-        val_batches=_fixed_batches(train_images[-n_val:], train_labels[-n_val:], M, 500, val_seed, device),
-        test_batches=_fixed_batches(test_images[:n_test], test_labels[:n_test], M, 500, test_seed, device),
+        val_batches=_fixed_batches(train_images[-n_val:], train_labels[-n_val:], M, batch, val_seed, device),
+        test_batches=_fixed_batches(test_images[:n_test], test_labels[:n_test], M, batch, test_seed, device),
         task="classification",
     )
 
 
 def segmentation_experiment(args: argparse.Namespace, device: torch.device) -> Experiment:
     """Section 5.2: grey-matter segmentation of brain slices from 0.1%-noise data (30 angles)."""
-    M = physics.brain_data_model().to(device)
-    train, val, test = (data.load_brain(split) for split in ("train", "val", "test"))
-    R = _reconstruction(args.recon, M, args)
-    T = nets.UNet(1, 2, depth=_size(args, UNET_DEPTH, 2), width=_size(args, UNET_WIDTH, 4))
+    model, M = build_model("segmentation", args.recon, args.fast)
+    M.to(device)
+    train, val = data.load_brain("train"), data.load_brain("val")
     augment = data.RandomRigid(max_shift=5.0, max_rotation_deg=10.0)
 
     def loader(purpose: str) -> data.TaskLoader:
         seed = _seed(args.seed, purpose)
         return data.TaskLoader(train.images, train.masks, M, args.batch_size, seed, device=device, augment=augment)
 
+    batch = EVAL_BATCH["segmentation"]
     return Experiment(
-        model=nets.TaskAdapted(R, T),
+        model=model,
         train_loader=loader("train"),
         pretrain_loader=loader("pretrain"),
-        val_batches=_fixed_batches(val.images, val.masks, M, 13, _seed(args.seed, "val"), device),
-        test_batches=_fixed_batches(test.images, test.masks, M, 13, _seed(args.seed, "test"), device),
+        val_batches=_fixed_batches(val.images, val.masks, M, batch, _seed(args.seed, "val"), device),
+        test_batches=test_batches("segmentation", M, args.seed, device=device),
         task="segmentation",
     )
 
@@ -211,6 +246,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse and check the arguments; bad ones exit with status 2 and a message."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.fast = args.fast or tarlib.fast_mode()
     defaults = DEFAULTS[args.experiment]
     args.recon = args.recon or defaults["recon"]
     for name in ("steps", "pretrain_steps", "batch_size", "eval_every"):

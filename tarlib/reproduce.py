@@ -2,7 +2,8 @@
 
     python -m tarlib.reproduce                       # every run (CPU-hours), then the tables
     python -m tarlib.reproduce --only mnist --fast   # smoke-size runs of Table 1 only
-    python -m tarlib.reproduce --tables-only         # regenerate results/*.md and sweep.png from the JSONs
+    python -m tarlib.reproduce --tables-only --readme README.md   # regenerate results/*.md, sweep.png, README block
+    python -m tarlib.reproduce --export-weights      # publish the notebooks' models in weights/ (needs runs/)
 
 Each run is one row of :data:`ROWS`: a command of ``python -m tarlib.experiments``
 with its own run directory ``runs/<row>``.  Rows are run in dependency order
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import tarlib
-from tarlib import experiments
+from tarlib import experiments, pretrained
 from tarlib.config import atomic_write
 
 # ----------------------------------------------------------------------------- the runs
@@ -72,6 +73,7 @@ class Entry:
     rows: tuple[str, ...]
     key: str = "test"
     C: float | None = None
+    paper: tuple[float, float | None, float] | None = None  # Table 1 of the paper: accuracy (%), L2, cross-entropy
 
 
 @dataclass
@@ -85,6 +87,16 @@ class Table:
 
 
 C_TABLE1 = (0.01, 0.5, 0.999)  # Table 1
+# Table 1 of Adler et al. (2022): test accuracy (%), L2 loss, cross-entropy, for the side-by-side comparison
+PAPER_TABLE1: dict[str | float, tuple[float, float | None, float]] = {
+    "pre-training": (93.61, 9.0, 0.643),
+    "sequential": (96.01, 9.0, 0.124),
+    "end-to-end": (96.70, 19.7, 0.118),
+    0.01: (96.74, 12.8, 0.108),
+    0.5: (97.00, 9.2, 0.100),
+    0.999: (96.61, 9.0, 0.108),
+    "true": (97.76, None, 0.088),
+}
 C_SWEEP = (0.0, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.999, 1.0)  # Table 1's joint rows, extended to all of [0, 1]
 C_SEGMENTATION = (0.0, 0.1, 0.5, 0.99)  # Figure 3
 SEEDS = 3  # seeds of the rows that report mean ± std (sequential and joint C = 0.5)
@@ -142,11 +154,11 @@ def build_rows(seeds: int = SEEDS) -> tuple[list[Row], list[Table]]:
     columns = (("accuracy", "accuracy"), ("l2", "L2 loss"), ("cross_entropy", "cross entropy"), ("psnr", "PSNR (dB)"))
     mnist = Table("mnist", "MNIST classification from Poisson data (section 5.1, Table 1)", columns, [
         Entry("pre-training of R (eq. (4))", R),
-        Entry("classifier on true images (eq. (5))", T, key="test_true_images"),
-        Entry("pre-training: T ∘ R, separately trained", T),
-        Entry("sequential (eq. (13))", seq),
-        Entry("end-to-end (eq. (16))", e2e),
-        *(Entry(f"joint, C = {_c(C)} (eq. (20))", joint[C], C=C) for C in C_TABLE1),
+        Entry("classifier on true images (eq. (5))", T, key="test_true_images", paper=PAPER_TABLE1["true"]),
+        Entry("pre-training: T ∘ R, separately trained", T, paper=PAPER_TABLE1["pre-training"]),
+        Entry("sequential (eq. (13))", seq, paper=PAPER_TABLE1["sequential"]),
+        Entry("end-to-end (eq. (16))", e2e, paper=PAPER_TABLE1["end-to-end"]),
+        *(Entry(f"joint, C = {_c(C)} (eq. (20))", joint[C], C=C, paper=PAPER_TABLE1[C]) for C in C_TABLE1),
         Entry("FBP + classifier", fbp),
         Entry("CNN on the sinogram", sino),
     ])
@@ -177,6 +189,20 @@ def build_rows(seeds: int = SEEDS) -> tuple[list[Row], list[Table]]:
 
 
 ROWS, TABLES = build_rows()
+
+# The models published in weights/ (the ones the notebooks show): the results row whose test
+# metrics describe the model, and the run whose R.pt / T.pt it consists of.  About 24 MB.
+_BOTH = ("R", "T")
+PUBLISHED: dict[str, dict[str, str]] = {
+    "mnist_pretrain_T": {"R": "mnist_pretrain_R", "T": "mnist_pretrain_T"},  # R and T trained separately
+    "mnist_sequential": {"R": "mnist_pretrain_R", "T": "mnist_sequential"},
+    **{row: {part: row for part in _BOTH}
+       for row in ("mnist_end_to_end", "mnist_joint_C0.01", "mnist_joint_C0.5", "mnist_joint_C0.999")},
+    "mnist_fbp_classifier": {"T": "mnist_fbp_classifier"},
+    "mnist_sinogram_cnn": {"T": "mnist_sinogram_cnn"},
+    "seg_sequential": {"R": "seg_pretrain_R", "T": "seg_sequential"},
+    "seg_joint_C0.1": {part: "seg_joint_C0.1" for part in _BOTH},
+}
 
 
 def select(rows: list[Row], tables: list[Table], only: str | None = None, names: list[str] | None = None) -> list[Row]:
@@ -290,17 +316,109 @@ def table_markdown(table: Table, results: Path) -> str | None:
     return "\n".join(lines) + "\n"
 
 
+def _pm(values: list[float], digits: int, scale: float = 1.0) -> str:
+    return _mean_std([v * scale for v in values], digits)
+
+
+def comparison_markdown(table: Table, results: Path) -> str | None:
+    """Our numbers next to the paper's Table 1, for the entries of ``table`` that the paper reports."""
+    lines = []
+    for entry in table.entries:
+        if entry.paper is None:
+            continue
+        runs = [r["metrics"][entry.key] for r in _load(results, entry.rows) if entry.key in r["metrics"]]
+        if not runs:
+            continue
+        acc, l2, ce = entry.paper
+        ours = [_pm([r[k] for r in runs if k in r], digits, scale)
+                for k, digits, scale in (("accuracy", 2, 100.0), ("l2", 1, 1.0), ("cross_entropy", 3, 1.0))]
+        ours[1] = ours[1] if l2 is not None else "–"
+        paper = [f"{acc:.2f}", "–" if l2 is None else f"{l2:.1f}", f"{ce:.3f}"]
+        cells = [c for pair in zip(paper, ours) for c in pair]
+        lines.append(f"| {entry.label} | " + " | ".join(cells) + f" | {len(runs)} |")
+    if not lines:
+        return None
+    return "\n".join([
+        "| method | accuracy (%), paper | accuracy (%), ours | L2, paper | L2, ours "
+        "| cross-entropy, paper | cross-entropy, ours | our seeds |",
+        "|---|" + "---:|" * 7,
+        *lines,
+    ]) + "\n"
+
+
+def _hours(runs: list[dict[str, Any]]) -> float:
+    return sum(r.get("wall_time_s", 0.0) for r in runs) / 3600
+
+
+def times_markdown(tables: list[Table], results: Path) -> str | None:
+    """Measured wall time of every finished run, per table (a row shared by two tables counts in each)."""
+    lines = []
+    for table in tables:
+        names = list(dict.fromkeys(n for e in table.entries for n in e.rows))
+        runs = _load(results, tuple(names))
+        if runs:
+            devices = ", ".join(sorted({r.get("device", "?") for r in runs}))
+            lines.append(f"| {table.name} | {len(runs)} of {len(names)} | {_hours(runs):.2f} | {devices} |")
+    if not lines:
+        return None
+    return "\n".join([
+        "| table | runs finished | wall time (hours) | device |",
+        "|---|---:|---:|---|",
+        *lines,
+    ]) + "\n"
+
+
 def tables_from_results(results_dir: str | Path, tables: list[Table] | None = None) -> dict[str, str]:
-    """Every table with at least one finished run, as ``{name: markdown}``; a pure function of the JSON files."""
+    """Every table with at least one finished run, as ``{name: markdown}``; a pure function of the JSON files.
+
+    Besides the tables themselves: ``comparison`` (ours next to the paper's Table 1)
+    and ``times`` (measured wall time per table).
+    """
     results = Path(results_dir)
     if not results.is_dir():
         raise ValueError(f"results_dir must be a folder, got {results}")
+    tables = TABLES if tables is None else tables
     out = {}
-    for table in TABLES if tables is None else tables:
+    for table in tables:
         markdown = table_markdown(table, results)
         if markdown is not None:
             out[table.name] = markdown
+    mnist = next((t for t in tables if t.name == "mnist"), None)
+    comparison = comparison_markdown(mnist, results) if mnist is not None else None
+    if comparison is not None:
+        out["comparison"] = comparison
+    times = times_markdown(tables, results)
+    if times is not None:
+        out["times"] = times
     return out
+
+
+README_BEGIN = "<!-- results: begin (generated by python -m tarlib.reproduce --tables-only --readme README.md) -->"
+README_END = "<!-- results: end -->"
+
+
+def readme_block(results: Path) -> str:
+    """The Results block of the README: the comparison with Table 1 and the measured times."""
+    tables = tables_from_results(results)
+    parts = [README_BEGIN]
+    if "comparison" in tables:
+        parts += ["", "MNIST (section 5.1), test set of 10,000 images, mean ± std over seeds; "
+                  "the paper's numbers are copied from its Table 1.", "", tables["comparison"].rstrip()]
+    if "times" in tables:
+        parts += ["", "Measured wall time on the 2-core CPU:", "", tables["times"].rstrip()]
+    return "\n".join(parts + ["", README_END])
+
+
+def update_readme(readme: Path, results: Path) -> bool:
+    """Replace the text between the README's results markers by :func:`readme_block`; False without markers."""
+    text = readme.read_text()
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        return False
+    new = text[:begin] + readme_block(results) + text[end + len(README_END):]
+    if new != text:
+        atomic_write(readme, new.encode())
+    return True
 
 
 def plot_sweep(results_dir: str | Path, path: str | Path, table: Table | None = None) -> bool:
@@ -333,6 +451,59 @@ def plot_sweep(results_dir: str | Path, path: str | Path, table: Table | None = 
     return True
 
 
+# the columns of the Figure-3-like panel: (row of the run, title)
+FIGURE3 = (("seg_fbp_unet", "FBP + U-Net"), ("seg_sequential", "sequential"),
+           *((f"seg_joint_C{_c(C)}", f"joint, C = {_c(C)}") for C in sorted(C_SEGMENTATION, reverse=True)))
+
+
+def plot_segmentation_panel(runs: Path, path: Path, slice_index: int = 6) -> bool:
+    """A panel like Figure 3 of the paper from the finished segmentation runs; False if one is missing.
+
+    Top: the reconstruction x̂ = R(y) of one test slice; bottom: the grey-matter
+    probability T(x̂) with the true boundary, and the Dice score of that slice.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from tarlib import metrics, training
+
+    if any(not (runs / row / "T.pt").is_file() for row, _ in FIGURE3):
+        return False
+    fig, axes = plt.subplots(2, len(FIGURE3) + 1, figsize=(2.2 * (len(FIGURE3) + 1), 4.8))
+    batch = experiments.test_batches("segmentation", experiments.build_model("segmentation", "fbp")[1], seed=0)
+    x, y, z = (t[slice_index : slice_index + 1] for t in batch[0])
+    axes[0, 0].imshow(x[0, 0], cmap="gray")
+    axes[0, 0].set_title("true image x", fontsize=9)
+    axes[1, 0].imshow(z[0].float(), cmap="magma", vmin=0, vmax=1)
+    axes[1, 0].set_title("true grey matter", fontsize=9)
+    for column, (row, title) in enumerate(FIGURE3, start=1):
+        config = json.loads((runs / row / "config.json").read_text())
+        model, _ = experiments.build_model("segmentation", config["recon"])
+        for part in ("R", "T"):
+            if (runs / row / f"{part}.pt").is_file():
+                training.load_weights(getattr(model, part), runs / row / f"{part}.pt")
+        with torch.no_grad():
+            x_hat, logits = model.eval()(y)
+        probability = logits.softmax(1)[0, 1]
+        axes[0, column].imshow(x_hat[0, 0], cmap="gray", vmin=float(x.min()), vmax=float(x.max()))
+        axes[0, column].set_title(f"{title}\nPSNR {float(metrics.psnr(x_hat, x)[0]):.1f} dB", fontsize=9)
+        axes[1, column].imshow(probability, cmap="magma", vmin=0, vmax=1)
+        axes[1, column].contour(z[0].float(), levels=[0.5], colors="cyan", linewidths=0.5)
+        axes[1, column].set_title(f"Dice {float(metrics.dice(logits, z)[0]):.3f}", fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"Grey matter from 30-angle data (section 5.2), test slice {slice_index}, full runs. "
+                 "Regenerate: python -m tarlib.reproduce --only segmentation", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def write_tables(results: Path, tables: list[Table] | None = None) -> list[Path]:
     """Write ``results/<table>.md`` (and ``sweep.png`` when the sweep is complete); return the files written."""
     tables = TABLES if tables is None else tables
@@ -344,6 +515,26 @@ def write_tables(results: Path, tables: list[Table] | None = None) -> list[Path]
     if sweep is not None and plot_sweep(results, results / "sweep.png", sweep):
         written.append(results / "sweep.png")
     return written
+
+
+def export_weights(runs: Path, results: Path, directory: Path | None = None) -> Path:
+    """Publish the weights of :data:`PUBLISHED` (full runs only) with :func:`tarlib.pretrained.export`."""
+    by_name = {r.name: r for r in ROWS}
+    models = {}
+    for name, parts in PUBLISHED.items():
+        summary = json.loads((results / f"{name}.json").read_text())
+        if summary["config"].get("fast"):
+            raise ValueError(f"results/{name}.json comes from a --fast run: only full runs are published")
+        runs_used = sorted(set(parts.values()))
+        models[name] = {
+            "experiment": summary["experiment"], "recon": summary["config"]["recon"],
+            "strategy": summary["strategy"], "C": summary["C"], "seed": summary["seed"],
+            "commands": [" ".join(["python -m tarlib.experiments", *by_name[r].argv(Path("runs"))]) for r in runs_used],
+            "reproduce": f"python -m tarlib.reproduce --rows {','.join(runs_used)} --export-weights",
+            "metrics": summary["metrics"]["test"],
+            "files": parts,
+        }
+    return pretrained.export(models, runs, directory)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -363,6 +554,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--tables-only", action="store_true", help="only regenerate the tables from the JSON files")
     p.add_argument("--list", action="store_true", help="print the rows that would run and their commands")
+    p.add_argument("--export-weights", action="store_true",
+                   help="copy the published models' weights to --weights with a manifest (needs their runs)")
+    p.add_argument("--readme", type=Path, default=None, help="a README whose results block to update (README.md)")
+    p.add_argument("--weights", type=Path, default=None, help="folder of the published weights (default weights/)")
     return p
 
 
@@ -396,6 +591,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--results {args.results} is not a folder: nothing to tabulate")
     for path in write_tables(args.results, tables):
         print(f"[reproduce] wrote {path}")
+    if plot_segmentation_panel(args.runs, args.results / "figure3.png"):
+        print(f"[reproduce] wrote {args.results / 'figure3.png'}")
+    if args.readme is not None and update_readme(args.readme, args.results):
+        print(f"[reproduce] updated the results block of {args.readme}")
+    if args.export_weights:
+        print(f"[reproduce] wrote {export_weights(args.runs, args.results, args.weights)}")
     return 0
 
 

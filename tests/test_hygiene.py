@@ -62,6 +62,8 @@ def test_outputs_are_stripped(nb: Path) -> None:
             continue
         assert not cell.get("outputs"), f"{nb.name} cell {i}: committed with outputs; strip them"
         assert cell.get("execution_count") is None, f"{nb.name} cell {i}: execution_count not cleared"
+    metadata = json.loads(nb.read_text())["metadata"]
+    assert "widgets" not in metadata, f"{nb.name}: saved widget state (progress bars) in the metadata; strip it"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)

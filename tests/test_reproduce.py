@@ -113,7 +113,10 @@ def test_tables_average_seeds_and_the_sweep_figure_needs_every_C(tmp_path: Path)
         name = "mnist_joint_C0.5" if seed == 0 else f"mnist_joint_C0.5_seed{seed}"
         _fake_run(tmp_path, name, fast=False, accuracy=acc, l2=l2, cross_entropy=0.1, psnr=20.0)
     tables = reproduce.tables_from_results(tmp_path)
-    assert set(tables) == {"mnist", "sweep"}, "segmentation has no runs, so no table"
+    assert set(tables) == {"mnist", "sweep", "comparison", "times"}, "segmentation has no runs, so no table"
+    assert _table_cells(tables["comparison"], "joint, C = 0.5 (eq. (20))") == [
+        "97.00", "92.00 ± 2.00", "9.2", "12.0 ± 2.0", "0.100", "0.100 ± 0.000", "3"
+    ], "the paper's Table 1 next to ours, accuracy in %"
     assert _table_cells(tables["mnist"], "joint, C = 0.5 (eq. (20))") == [
         "0.920 ± 0.020", "12.00 ± 2.00", "0.100 ± 0.000", "20.00 ± 0.00", "3", "8000"
     ]
@@ -155,7 +158,25 @@ def test_the_sync_check_catches_stale_and_orphan_tables(tmp_path: Path) -> None:
         _check_in_sync(tmp_path)
 
 
+def test_readme_block_is_replaced_between_its_markers(tmp_path: Path) -> None:
+    _fake_run(tmp_path, "mnist_sequential", fast=False, accuracy=0.95, l2=9.5, cross_entropy=0.2, psnr=20.0)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{reproduce.README_BEGIN}\nold\n{reproduce.README_END}\n\n## next\n")
+    assert reproduce.update_readme(readme, tmp_path)
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("# title") and text.endswith("## next\n")
+    assert _table_cells(text, "sequential (eq. (13))")[:2] == ["96.01", "95.00"]
+    assert reproduce.readme_block(tmp_path) in text
+    readme.write_text("no markers\n")
+    assert not reproduce.update_readme(readme, tmp_path)
+
+
 def test_committed_tables_are_in_sync_with_their_json_files() -> None:
-    if not REPO_RESULTS.is_dir():
-        pytest.skip("no results/ folder in this checkout")
+    assert REPO_RESULTS.is_dir(), "results/ of the full runs is committed"
     _check_in_sync(REPO_RESULTS)
+    readme = (REPO_RESULTS.parent / "README.md").read_text()
+    assert reproduce.readme_block(REPO_RESULTS) in readme, (
+        "README's results block is stale: python -m tarlib.reproduce --tables-only --readme README.md"
+    )
+    runs = [json.loads(p.read_text()) for p in REPO_RESULTS.glob("*.json")]
+    assert runs and not any(r["config"]["fast"] for r in runs), "committed results come from full runs"

@@ -1,0 +1,124 @@
+"""Published weights of the project's own full runs (``weights/``), for the notebooks and for reuse.
+
+    >>> from tarlib import pretrained
+    >>> pretrained.names()                       # what is published
+    >>> model = pretrained.load("mnist_joint_C0.5")   # T ∘ R of the joint run, C = 0.5 (eq. (20))
+    >>> x_hat, d = model(y)
+
+The weights come from ``python -m tarlib.reproduce`` (section 5 of the paper, full
+runs on 2 CPU cores) and are copied to ``weights/`` with
+``python -m tarlib.reproduce --export-weights``.  ``weights/manifest.json`` records for
+each model its files and their SHA-256, the command that trained it and its test
+metrics.  Loading checks the SHA-256 first and reads the files with
+``torch.load(..., weights_only=True)``, which cannot run code from a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tarlib import experiments, nets, training
+from tarlib.config import atomic_write
+
+PARTS = ("R", "T")  # the reconstruction R_θ and the task network T_ϑ
+
+
+def weights_dir() -> Path:
+    """``$TARLIB_WEIGHTS_DIR`` if set, else ``weights/`` next to the package (a source checkout)."""
+    return Path(os.environ.get("TARLIB_WEIGHTS_DIR") or Path(__file__).resolve().parents[1] / "weights")
+
+
+def sha256(path: str | Path) -> str:
+    """SHA-256 of a file, in hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest(directory: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """The models in ``directory/manifest.json``, by name."""
+    path = Path(directory or weights_dir()) / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no {path}: the published weights live in weights/ of a source checkout "
+            "(or set TARLIB_WEIGHTS_DIR); `python -m tarlib.reproduce --export-weights` writes them"
+        )
+    return {m["name"]: m for m in json.loads(path.read_text())["models"]}
+
+
+def names(directory: str | Path | None = None) -> list[str]:
+    """The names of the published models."""
+    return sorted(manifest(directory))
+
+
+def _load(name: str, device: str | torch.device, directory: str | Path | None
+          ) -> tuple[nets.TaskAdapted, Any, dict[str, Any]]:
+    directory = Path(directory or weights_dir())
+    models = manifest(directory)
+    if name not in models:
+        raise KeyError(f"no published model {name!r}; the models are {sorted(models)}")
+    entry = models[name]
+    model, M = experiments.build_model(entry["experiment"], entry["recon"])
+    for part, file in entry["files"].items():
+        path = directory / file["path"]
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} (part {part} of {name}) is missing")
+        digest = sha256(path)
+        if digest != file["sha256"]:
+            raise ValueError(f"{path}: SHA-256 {digest} does not match the manifest's {file['sha256']}")
+        training.load_weights(getattr(model, part), path)
+    return model.to(device).eval(), M.to(device), entry
+
+
+def load(name: str, device: str | torch.device = "cpu", directory: str | Path | None = None) -> nets.TaskAdapted:
+    """The published model ``name`` as T ∘ R in eval mode, its files checked against the manifest."""
+    return _load(name, device, directory)[0]
+
+
+def check(name: str, n: int | None = 1000, device: str | torch.device = "cpu",
+          directory: str | Path | None = None) -> dict[str, float]:
+    """Test metrics of the published ``name`` on the first ``n`` (None: all) test images, with its run's noise."""
+    model, M, entry = _load(name, device, directory)
+    batches = experiments.test_batches(entry["experiment"], M, entry["seed"], n, device)
+    task = "classification" if entry["experiment"] == "mnist" else "segmentation"
+    return training.evaluate(model, batches, task)
+
+
+def export(
+    models: dict[str, dict[str, Any]], runs: str | Path, directory: str | Path | None = None, n_check: int = 1000
+) -> Path:
+    """Copy the weights of finished runs to ``directory`` and write its manifest; return the manifest's path.
+
+    ``models`` maps a model name to ``{"experiment", "recon", "seed", "command", "metrics",
+    "files": {part: run}}``: the part (R or T) is copied from ``runs/<run>/<part>.pt``.
+    Each entry also gets ``check``: its metrics on the first ``n_check`` test images, which
+    the tests recompute from the published files.
+    """
+    directory, runs = Path(directory or weights_dir()), Path(runs)
+    directory.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for name, spec in models.items():
+        files = {}
+        for part, run in spec["files"].items():
+            if part not in PARTS:
+                raise ValueError(f"{name}: parts are {PARTS}, got {part!r}")
+            target = directory / f"{run}.{part}.pt"
+            shutil.copyfile(runs / run / f"{part}.pt", target)
+            files[part] = {"path": target.name, "sha256": sha256(target), "bytes": target.stat().st_size}
+        entries.append({"name": name, **{k: v for k, v in spec.items() if k != "files"}, "files": files})
+    path = directory / "manifest.json"
+    atomic_write(path, (json.dumps({"models": entries}, indent=2) + "\n").encode())
+    for entry in entries:  # the check needs the manifest, so it is written twice
+        n = n_check if entry["experiment"] == "mnist" else None
+        entry["check"] = check(entry["name"], n, directory=directory)
+    atomic_write(path, (json.dumps({"models": entries}, indent=2) + "\n").encode())
+    return path

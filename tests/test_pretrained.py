@@ -1,0 +1,92 @@
+"""The published weights in weights/: integrity, loading through the public API, and their metrics."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tarlib import experiments, pretrained, reproduce
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+CHECKED = "mnist_joint_C0.5"  # the MNIST model whose accuracy is recomputed
+
+
+@pytest.fixture(scope="module")
+def models() -> dict:
+    return pretrained.manifest(WEIGHTS)
+
+
+def test_manifest_lists_every_file_and_every_published_model(models) -> None:
+    assert set(models) == set(reproduce.PUBLISHED)
+    listed = {f["path"] for m in models.values() for f in m["files"].values()}
+    on_disk = {p.name for p in WEIGHTS.glob("*.pt")}
+    assert listed == on_disk
+    assert sum(p.stat().st_size for p in WEIGHTS.iterdir()) < 30e6  # the issue's budget
+    for m in models.values():
+        assert m["commands"] and all(c.startswith("python -m tarlib.experiments") for c in m["commands"])
+        assert set(m["files"]) == set(reproduce.PUBLISHED[m["name"]])
+        assert m["metrics"] and m["check"]
+
+
+def test_every_file_matches_its_sha256_and_loads_weights_only(models) -> None:
+    for m in models.values():
+        for part, file in m["files"].items():
+            path = WEIGHTS / file["path"]
+            assert pretrained.sha256(path) == file["sha256"], path
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            assert all(isinstance(v, torch.Tensor) for v in state.values())
+        model = pretrained.load(m["name"], directory=WEIGHTS)
+        assert not model.training
+
+
+def test_published_mnist_model_reproduces_its_accuracy(models) -> None:
+    m = models[CHECKED]
+    assert m["check"]["n"] == 1000
+    recomputed = pretrained.check(CHECKED, n=1000, directory=WEIGHTS)
+    assert abs(recomputed["accuracy"] - m["check"]["accuracy"]) <= 0.01
+    # the same model on all 10,000 test images (from the run) agrees with the first 1,000 to 1.5 pp
+    assert abs(recomputed["accuracy"] - m["metrics"]["accuracy"]) <= 0.015
+
+
+def test_a_changed_file_is_refused(models, tmp_path) -> None:
+    m = models[CHECKED]
+    shutil.copy(WEIGHTS / "manifest.json", tmp_path)
+    for file in m["files"].values():
+        shutil.copy(WEIGHTS / file["path"], tmp_path)
+    pretrained.load(CHECKED, directory=tmp_path)  # the copy loads
+    victim = tmp_path / m["files"]["T"]["path"]
+    raw = bytearray(victim.read_bytes())
+    raw[-10] ^= 0xFF
+    victim.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="SHA-256"):
+        pretrained.load(CHECKED, directory=tmp_path)
+
+
+def test_missing_manifest_and_unknown_names_are_explained(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="export-weights"):
+        pretrained.manifest(tmp_path)
+    with pytest.raises(KeyError, match=CHECKED):
+        pretrained.load("no_such_model", directory=WEIGHTS)
+
+
+def test_export_round_trip(tmp_path) -> None:
+    """export copies R.pt / T.pt of a run, and load gives back the same tensors."""
+    model, _ = experiments.build_model("mnist")
+    run = tmp_path / "runs" / "some_run"
+    run.mkdir(parents=True)
+    torch.save(model.R.state_dict(), run / "R.pt")
+    torch.save(model.T.state_dict(), run / "T.pt")
+    spec = {"experiment": "mnist", "recon": "lgd", "seed": 0, "commands": ["python -m tarlib.experiments mnist"],
+            "metrics": {}, "files": {"R": "some_run", "T": "some_run"}}
+    path = pretrained.export({"m": spec}, tmp_path / "runs", tmp_path / "w", n_check=20)
+    entry = json.loads(path.read_text())["models"][0]
+    assert entry["check"]["n"] == 20 and 0 <= entry["check"]["accuracy"] <= 1
+    loaded = pretrained.load("m", directory=tmp_path / "w")
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="parts"):
+        pretrained.export({"m": {**spec, "files": {"X": "some_run"}}}, tmp_path / "runs", tmp_path / "w")
