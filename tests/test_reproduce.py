@@ -85,10 +85,10 @@ def test_fast_reproduction_of_a_few_rows_then_resume(tmp_path: Path, monkeypatch
     assert "--fast" in markdown and "python -m tarlib.reproduce --only mnist --fast" in markdown
     test = runs_json["mnist_sequential"]["metrics"]["test"]
     assert _table_cells(markdown, "sequential (eq. (13))") == [
-        f"{test['accuracy']:.3f}", f"{test['l2']:.2f}", f"{test['cross_entropy']:.3f}", f"{test['psnr']:.2f}", "1", "2"
+        f"{100 * test['accuracy']:.2f}", f"{test['l2']:.2f}", f"{test['cross_entropy']:.3f}", f"{test['psnr']:.2f}", "1", "2"
     ]
     true = runs_json["mnist_pretrain_T"]["metrics"]["test_true_images"]
-    assert _table_cells(markdown, "classifier on true images (eq. (5))")[:2] == [f"{true['accuracy']:.3f}", "—"]
+    assert _table_cells(markdown, "classifier on true images (eq. (5))")[:2] == [f"{100 * true['accuracy']:.2f}", "—"]
     assert _table_cells(markdown, "end-to-end (eq. (16))") == ["—", "—", "—", "—", "0", "—"]
     assert not (results / "sweep.md").exists() and not (results / "sweep.png").exists()
 
@@ -113,12 +113,16 @@ def test_tables_average_seeds_and_the_sweep_figure_needs_every_C(tmp_path: Path)
         name = "mnist_joint_C0.5" if seed == 0 else f"mnist_joint_C0.5_seed{seed}"
         _fake_run(tmp_path, name, fast=False, accuracy=acc, l2=l2, cross_entropy=0.1, psnr=20.0)
     tables = reproduce.tables_from_results(tmp_path)
-    assert set(tables) == {"mnist", "sweep", "comparison", "times"}, "segmentation has no runs, so no table"
+    assert set(tables) == {"mnist", "sweep", "comparison", "times", "targets"}, "segmentation has no runs, so no table"
+    assert _table_cells(tables["targets"], "joint, C = 0.5: test accuracy ≥ 97.0 % (paper 97.00 %)") == [
+        "92.00 % (mean of 3)", "**missed**"
+    ]
+    assert _table_cells(tables["targets"], "classifier on true images ≥ 99.0 %") == ["—", "not run yet"]
     assert _table_cells(tables["comparison"], "joint, C = 0.5 (eq. (20))") == [
-        "97.00", "92.00 ± 2.00", "9.2", "12.0 ± 2.0", "0.100", "0.100 ± 0.000", "3"
+        "97.00", "92.00 ± 2.00", "9.2", "12.00 ± 2.00", "0.100", "0.100 ± 0.000", "3"
     ], "the paper's Table 1 next to ours, accuracy in %"
     assert _table_cells(tables["mnist"], "joint, C = 0.5 (eq. (20))") == [
-        "0.920 ± 0.020", "12.00 ± 2.00", "0.100 ± 0.000", "20.00 ± 0.00", "3", "8000"
+        "92.00 ± 2.00", "12.00 ± 2.00", "0.100 ± 0.000", "20.00 ± 0.00", "3", "8000"
     ]
     assert "full runs" in tables["sweep"] and "--fast" not in tables["sweep"]
     assert not reproduce.plot_sweep(tmp_path, tmp_path / "sweep.png")
@@ -180,3 +184,20 @@ def test_committed_tables_are_in_sync_with_their_json_files() -> None:
     )
     runs = [json.loads(p.read_text()) for p in REPO_RESULTS.glob("*.json")]
     assert runs and not any(r["config"]["fast"] for r in runs), "committed results come from full runs"
+
+
+def test_segmentation_panel_needs_every_run_and_draws_them(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    assert not reproduce.plot_segmentation_panel(runs, tmp_path / "figure3.png")
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    for row, _ in reproduce.FIGURE3:  # untrained full-size networks stand in for the runs
+        recon = "fbp" if row == "seg_fbp_unet" else "lpd"
+        model, _ = experiments.build_model("segmentation", recon)
+        (runs / row).mkdir(parents=True)
+        (runs / row / "config.json").write_text(json.dumps({"recon": recon}))
+        torch.save(model.T.state_dict(), runs / row / "T.pt")
+        if recon == "lpd":
+            torch.save(model.R.state_dict(), runs / row / "R.pt")
+    assert reproduce.plot_segmentation_panel(runs, tmp_path / "figure3.png")
+    assert (tmp_path / "figure3.png").stat().st_size > 10_000
