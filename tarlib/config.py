@@ -9,12 +9,13 @@ shrinks every notebook and experiment at once.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -124,3 +125,17 @@ def atomic_write(target: str | Path, chunks: Iterable[bytes] | bytes, sha256: st
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(target: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON with :func:`atomic_write`."""
+    atomic_write(target, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 of a file, in hex, read in blocks of 1 MiB."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

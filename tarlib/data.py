@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tarlib.config import atomic_write
+from tarlib.config import atomic_write, sha256_file
 
 log = logging.getLogger("tarlib.data")
 
@@ -325,7 +325,7 @@ def download_idx(
     folder.mkdir(parents=True, exist_ok=True)
     for name, sha256 in files.items():
         target = folder / name
-        if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == sha256:
+        if target.is_file() and sha256_file(target) == sha256:
             continue
         errors = []
         for base in mirrors:

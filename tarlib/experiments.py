@@ -50,6 +50,7 @@ from torch import nn
 
 import tarlib
 from tarlib import data, nets, physics, training
+from tarlib.config import write_json
 
 RECONSTRUCTIONS = ("lgd", "lpd", "fbp_unet", "fbp", "none")
 # Defaults per experiment; the (full, fast) pairs go through tarlib.pick (or --fast).
@@ -104,6 +105,7 @@ def _n_val(args: argparse.Namespace) -> int:
 
 
 EVAL_BATCH = {"mnist": 500, "segmentation": 13}  # images per batch of the validation and test data
+TASKS = {"mnist": "classification", "segmentation": "segmentation"}  # the task of each experiment
 
 
 def _fixed_batches(images, targets, M, batch_size: int, seed: int, device) -> list:
@@ -185,7 +187,7 @@ def mnist_experiment(args: argparse.Namespace, device: torch.device) -> Experime
         pretrain_loader=loader("pretrain"),
         val_batches=_fixed_batches(train_images[-n_val:], train_labels[-n_val:], M, batch, val_seed, device),
         test_batches=_fixed_batches(test_images[:n_test], test_labels[:n_test], M, batch, test_seed, device),
-        task="classification",
+        task=TASKS["mnist"],
     )
 
 
@@ -207,7 +209,7 @@ def segmentation_experiment(args: argparse.Namespace, device: torch.device) -> E
         pretrain_loader=loader("pretrain"),
         val_batches=_fixed_batches(val.images, val.masks, M, batch, _seed(args.seed, "val"), device),
         test_batches=test_batches("segmentation", M, args.seed, device=device),
-        task="segmentation",
+        task=TASKS["segmentation"],
     )
 
 
@@ -304,17 +306,13 @@ def _git_commit() -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def _json_dump(obj: Any, path: Path) -> None:
-    tarlib.config.atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
 def _check_out(args: argparse.Namespace) -> str | None:
     """A problem with reusing ``--out`` (another run's settings), or None; records the settings."""
     config, config_file = _config(args), args.out / "config.json"
     if config_file.exists() and json.loads(config_file.read_text()) != config:
         return f"{args.out} holds a run with other settings ({config_file}); rerun it unchanged or choose another --out"
     args.out.mkdir(parents=True, exist_ok=True)
-    _json_dump(config, config_file)
+    write_json(config_file, config)
     return None
 
 
@@ -380,7 +378,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "notes": notes,
         "metrics": metrics,
     }
-    _json_dump(summary, out / "metrics.json")
+    write_json(out / "metrics.json", summary)
     return summary
 
 

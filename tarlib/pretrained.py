@@ -15,7 +15,6 @@ metrics.  Loading checks the SHA-256 first and reads the files with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ from typing import Any
 import torch
 
 from tarlib import experiments, nets, training
-from tarlib.config import atomic_write
+from tarlib.config import sha256_file, write_json
 
 PARTS = ("R", "T")  # the reconstruction R_θ and the task network T_ϑ
 
@@ -33,15 +32,6 @@ PARTS = ("R", "T")  # the reconstruction R_θ and the task network T_ϑ
 def weights_dir() -> Path:
     """``$TARLIB_WEIGHTS_DIR`` if set, else ``weights/`` next to the package (a source checkout)."""
     return Path(os.environ.get("TARLIB_WEIGHTS_DIR") or Path(__file__).resolve().parents[1] / "weights")
-
-
-def sha256(path: str | Path) -> str:
-    """SHA-256 of a file, in hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def manifest(directory: str | Path | None = None) -> dict[str, dict[str, Any]]:
@@ -60,37 +50,44 @@ def names(directory: str | Path | None = None) -> list[str]:
     return sorted(manifest(directory))
 
 
-def _load(name: str, device: str | torch.device, directory: str | Path | None
-          ) -> tuple[nets.TaskAdapted, Any, dict[str, Any]]:
-    directory = Path(directory or weights_dir())
+def _entry(name: str, directory: Path) -> dict[str, Any]:
     models = manifest(directory)
     if name not in models:
         raise KeyError(f"no published model {name!r}; the models are {sorted(models)}")
-    entry = models[name]
+    return models[name]
+
+
+def _build(entry: dict[str, Any], directory: Path, device: str | torch.device) -> tuple[nets.TaskAdapted, Any]:
+    """T ∘ R (eval mode) and M of a manifest entry, its files checked against their SHA-256."""
     model, M = experiments.build_model(entry["experiment"], entry["recon"])
     for part, file in entry["files"].items():
         path = directory / file["path"]
         if not path.is_file():
-            raise FileNotFoundError(f"{path} (part {part} of {name}) is missing")
-        digest = sha256(path)
+            raise FileNotFoundError(f"{path} (part {part} of {entry['name']}) is missing")
+        digest = sha256_file(path)
         if digest != file["sha256"]:
             raise ValueError(f"{path}: SHA-256 {digest} does not match the manifest's {file['sha256']}")
         training.load_weights(getattr(model, part), path)
-    return model.to(device).eval(), M.to(device), entry
+    return model.to(device).eval(), M.to(device)
+
+
+def _check(entry: dict[str, Any], directory: Path, n: int | None, device: str | torch.device) -> dict[str, float]:
+    model, M = _build(entry, directory, device)
+    batches = experiments.test_batches(entry["experiment"], M, entry["seed"], n, device)
+    return training.evaluate(model, batches, experiments.TASKS[entry["experiment"]])
 
 
 def load(name: str, device: str | torch.device = "cpu", directory: str | Path | None = None) -> nets.TaskAdapted:
     """The published model ``name`` as T ∘ R in eval mode, its files checked against the manifest."""
-    return _load(name, device, directory)[0]
+    directory = Path(directory or weights_dir())
+    return _build(_entry(name, directory), directory, device)[0]
 
 
 def check(name: str, n: int | None = 1000, device: str | torch.device = "cpu",
           directory: str | Path | None = None) -> dict[str, float]:
     """Test metrics of the published ``name`` on the first ``n`` (None: all) test images, with its run's noise."""
-    model, M, entry = _load(name, device, directory)
-    batches = experiments.test_batches(entry["experiment"], M, entry["seed"], n, device)
-    task = "classification" if entry["experiment"] == "mnist" else "segmentation"
-    return training.evaluate(model, batches, task)
+    directory = Path(directory or weights_dir())
+    return _check(_entry(name, directory), directory, n, device)
 
 
 def export(
@@ -113,12 +110,10 @@ def export(
                 raise ValueError(f"{name}: parts are {PARTS}, got {part!r}")
             target = directory / f"{run}.{part}.pt"
             shutil.copyfile(runs / run / f"{part}.pt", target)
-            files[part] = {"path": target.name, "sha256": sha256(target), "bytes": target.stat().st_size}
-        entries.append({"name": name, **{k: v for k, v in spec.items() if k != "files"}, "files": files})
+            files[part] = {"path": target.name, "sha256": sha256_file(target), "bytes": target.stat().st_size}
+        entry = {"name": name, **{k: v for k, v in spec.items() if k != "files"}, "files": files}
+        entry["check"] = _check(entry, directory, n_check if entry["experiment"] == "mnist" else None, "cpu")
+        entries.append(entry)
     path = directory / "manifest.json"
-    atomic_write(path, (json.dumps({"models": entries}, indent=2) + "\n").encode())
-    for entry in entries:  # the check needs the manifest, so it is written twice
-        n = n_check if entry["experiment"] == "mnist" else None
-        entry["check"] = check(entry["name"], n, directory=directory)
-    atomic_write(path, (json.dumps({"models": entries}, indent=2) + "\n").encode())
+    write_json(path, {"models": entries})
     return path

@@ -524,13 +524,13 @@ def plot_segmentation_panel(runs: Path, path: Path, slice_index: int = 6) -> boo
     import matplotlib.pyplot as plt
     import torch
 
-    from tarlib import metrics, training
+    from tarlib import metrics, physics, training
     from tarlib.plotting import to_numpy_2d as image
 
     if any(not (runs / row / "T.pt").is_file() for row, _ in FIGURE3):
         return False
     fig, axes = plt.subplots(2, len(FIGURE3) + 1, figsize=(2.2 * (len(FIGURE3) + 1), 5.6))
-    batch = experiments.test_batches("segmentation", experiments.build_model("segmentation", "fbp")[1], seed=0)
+    batch = experiments.test_batches("segmentation", physics.brain_data_model(), seed=0)
     x, y, z = (t[slice_index : slice_index + 1] for t in batch[0])
     axes[0, 0].imshow(image(x[0]), cmap="gray")
     axes[0, 0].set_title("true image x", fontsize=9)

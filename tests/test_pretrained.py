@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tarlib import experiments, pretrained, reproduce
+from tarlib import config, experiments, pretrained, reproduce
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 CHECKED = "mnist_joint_C0.5"  # the MNIST model whose accuracy is recomputed
@@ -36,7 +36,7 @@ def test_every_file_matches_its_sha256_and_loads_weights_only(models) -> None:
     for m in models.values():
         for part, file in m["files"].items():
             path = WEIGHTS / file["path"]
-            assert pretrained.sha256(path) == file["sha256"], path
+            assert config.sha256_file(path) == file["sha256"], path
             state = torch.load(path, map_location="cpu", weights_only=True)
             assert all(isinstance(v, torch.Tensor) for v in state.values())
         model = pretrained.load(m["name"], directory=WEIGHTS)
