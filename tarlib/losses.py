@@ -10,8 +10,11 @@ pixels (28 px on [-14, 14]², 128 px on [-64, 64]²), so ``cell_volume=1``.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Mapping
 from typing import Callable
 
+import torch
 from torch import Tensor
 
 from tarlib import metrics
@@ -67,23 +70,68 @@ class JointLoss:
         self.task_loss = task_loss
         self.reconstruction_loss = reconstruction_loss
 
-    def __call__(
-        self, x_hat: Tensor | None, logits: Tensor | None, x: Tensor, z: Tensor
-    ) -> tuple[Tensor, dict[str, Tensor]]:
+    def terms(self, x_hat: Tensor | None, logits: Tensor | None, x: Tensor, z: Tensor) -> dict[str, Tensor]:
+        """The unweighted terms with a non-zero weight, still attached to the graph.
+
+        ``"task"``: ℓ_D(z, T(R(y))) when C < 1; ``"reconstruction"``: ℓ_X(x, R(y)) when C > 0.
+        """
         parts: dict[str, Tensor] = {}
-        terms: list[Tensor] = []
         if self.C < 1.0:
             if logits is None:
                 raise ValueError(f"C = {self.C} < 1 needs the task network's logits, got None")
             parts["task"] = self.task_loss(logits, z)
-            terms.append((1.0 - self.C) * parts["task"])
         if self.C > 0.0:
             if x_hat is None:
                 raise ValueError(f"C = {self.C} > 0 needs a reconstruction x_hat, got None (a model without R)")
             parts["reconstruction"] = self.reconstruction_loss(x_hat, x)
-            terms.append(self.C * parts["reconstruction"])
-        total = terms[0] if len(terms) == 1 else terms[0] + terms[1]
+        return parts
+
+    def weights(self) -> dict[str, float]:
+        """The weight of each term in eq. (18): 1 − C for ``"task"``, C for ``"reconstruction"``."""
+        return {"task": 1.0 - self.C, "reconstruction": self.C}
+
+    def __call__(
+        self, x_hat: Tensor | None, logits: Tensor | None, x: Tensor, z: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        parts = self.terms(x_hat, logits, x, z)
+        weights = self.weights()
+        weighted = [weights[name] * value for name, value in parts.items()]
+        total = weighted[0] if len(weighted) == 1 else weighted[0] + weighted[1]
         return total, {name: value.detach() for name, value in parts.items()}
 
     def __repr__(self) -> str:
         return f"JointLoss(C={self.C}, task_loss={getattr(self.task_loss, '__name__', self.task_loss)})"
+
+
+def gradient_norms(terms: Mapping[str, Tensor], params: Iterable[Tensor]) -> dict[str, float]:
+    """‖∇_θ ℓ‖ for each loss term ℓ of ``terms`` with respect to ``params`` (e.g. R's parameters θ).
+
+    The graph is kept, so the terms can still be back-propagated afterwards.  A term that
+    does not depend on ``params`` has norm 0.  This is how the course measures which of
+    ℓ_D and ℓ_X actually drives R in eq. (18): the losses differ in scale (ℓ_X sums over
+    pixels, ℓ_D is one cross-entropy per image), and so do their gradients.
+    """
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise ValueError("gradient_norms needs at least one parameter that requires grad")
+    norms = {}
+    for name, value in terms.items():
+        grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+        norms[name] = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads if g is not None))
+    return norms
+
+
+def task_share(C: float, g_task: float, g_reconstruction: float) -> float:
+    """The task's share of R's gradient under eq. (18): (1 − C)·g_D / ((1 − C)·g_D + C·g_X).
+
+    ``g_task`` = ‖∇_θ ℓ_D‖ and ``g_reconstruction`` = ‖∇_θ ℓ_X‖ (see :func:`gradient_norms`).
+    The share is 1 − C only when the two gradients have equal norms.
+    """
+    if not 0.0 <= C <= 1.0:
+        raise ValueError(f"C must lie in [0, 1] (eq. (18)), got {C}")
+    if g_task < 0 or g_reconstruction < 0:
+        raise ValueError(f"gradient norms must be ≥ 0, got {g_task}, {g_reconstruction}")
+    task, rec = (1.0 - C) * g_task, C * g_reconstruction
+    if task + rec == 0:
+        raise ValueError("both weighted gradient norms are 0: the share is undefined")
+    return task / (task + rec)
