@@ -139,3 +139,9 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def git_blob(path: str | Path) -> str:
+    """The git blob id of a file's content (what ``git hash-object FILE`` prints)."""
+    content = Path(path).read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()

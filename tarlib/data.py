@@ -399,6 +399,49 @@ def load_mnist(
     return _to_tensors(images, labels)
 
 
+MNIST_VALIDATION_SEED = 20261130
+"""Seed of the class-stratified MNIST validation split of the second reproduction round."""
+
+
+def mnist_validation_split(
+    labels: Tensor, n_val: int = 10_000, n_check: int = 2_000, seed: int = MNIST_VALIDATION_SEED
+) -> tuple[Tensor, Tensor]:
+    """Indices ``(train, val)`` of a class-stratified random validation split of ``labels``.
+
+    Each class keeps its share of the data in ``val`` (largest-remainder rounding of
+    ``n_val · n_c / N``), drawn at random with ``numpy.random.default_rng(seed)``;
+    ``train`` is everything else, in increasing order.  ``val`` is ordered so that
+    its first ``n_check`` indices are themselves a stratified random subset (for the
+    cheap checks during training); the rest follows.  The protocol of the second
+    reproduction round (``results/PROTOCOL.md``) names this split.
+    """
+    labels_np = np.asarray(torch.as_tensor(labels)).astype(np.int64)
+    if labels_np.ndim != 1:
+        raise ValueError(f"labels must be one-dimensional, got shape {labels_np.shape}")
+    N = len(labels_np)
+    if not 0 < n_check <= n_val < N:
+        raise ValueError(f"need 0 < n_check ≤ n_val < N = {N}, got n_check={n_check}, n_val={n_val}")
+    classes = np.unique(labels_np)
+    counts = np.array([(labels_np == c).sum() for c in classes])
+
+    def shares(total: int) -> np.ndarray:
+        exact = total * counts / N
+        k = np.floor(exact).astype(int)
+        k[np.argsort(-(exact - k), kind="stable")[: total - k.sum()]] += 1
+        return k
+
+    k_val, k_check = shares(n_val), shares(n_check)
+    rng = np.random.default_rng(seed)
+    check, rest = [], []
+    for c, kv, kc in zip(classes, k_val, k_check):
+        chosen = rng.permutation(np.flatnonzero(labels_np == c))[:kv]
+        check.append(chosen[:kc])
+        rest.append(chosen[kc:])
+    val = np.concatenate(check + rest)
+    train = np.setdiff1d(np.arange(N), val)
+    return torch.from_numpy(train), torch.from_numpy(val)
+
+
 # --------------------------------------------------------------------------
 # Brain slices with grey-matter masks (section 5.2)
 # --------------------------------------------------------------------------

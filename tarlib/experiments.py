@@ -36,6 +36,7 @@ Table 1 of the paper, one run per row (R and T pre-trained once, then reused)::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -49,8 +50,8 @@ import torch
 from torch import nn
 
 import tarlib
-from tarlib import data, nets, physics, training
-from tarlib.config import write_json
+from tarlib import data, losses, nets, physics, training
+from tarlib.config import git_blob, write_json
 
 RECONSTRUCTIONS = ("lgd", "lpd", "fbp_unet", "fbp", "none")
 # Defaults per experiment; the (full, fast) pairs go through tarlib.pick (or --fast).
@@ -104,6 +105,8 @@ def _n_val(args: argparse.Namespace) -> int:
     return _size(args, 1000, 200)
 
 
+# class-stratified MNIST validation (round 2): (images in the split, first ones used for checks while training)
+VALIDATION = {False: (10_000, 2_000), True: (1_000, 200)}
 EVAL_BATCH = {"mnist": 500, "segmentation": 13}  # images per batch of the validation and test data
 TASKS = {"mnist": "classification", "segmentation": "segmentation"}  # the task of each experiment
 
@@ -115,23 +118,27 @@ def _fixed_batches(images, targets, M, batch_size: int, seed: int, device) -> li
 
 
 def build_model(
-    experiment: str, recon: str | None = None, fast: bool = False
+    experiment: str, recon: str | None = None, fast: bool = False, mu: float | None = None
 ) -> tuple[nets.TaskAdapted, physics.DataModel]:
     """T ∘ R of ``experiment`` with the sizes of a full run (or of ``--fast``), and its data model M.
 
     Every run of this module and :func:`tarlib.pretrained.load` build their networks here,
     so published weights always fit.  ``recon`` defaults to lgd (mnist) or lpd (segmentation).
+    ``mu`` (mnist only) is the attenuation scale of the Poisson data model (default
+    :data:`tarlib.physics.MNIST_MU`).
     """
     if experiment not in DEFAULTS:
         raise ValueError(f"experiment must be one of {sorted(DEFAULTS)}, got {experiment!r}")
     recon = recon or DEFAULTS[experiment]["recon"]
     if recon not in RECONSTRUCTIONS:
         raise ValueError(f"recon must be one of {RECONSTRUCTIONS}, got {recon!r}")
+    if mu is not None and experiment != "mnist":
+        raise ValueError(f"mu applies to the mnist experiment only, not {experiment!r}")
     iters, width = (3, 8) if fast else (10, 32)
     if experiment == "mnist":
         # learned gradient descent reads the raw counts through the Poisson likelihood;
         # the other reconstructions need line integrals, i.e. log-transformed counts
-        M = physics.mnist_data_model(log_data=recon not in ("lgd", "none"))
+        M = physics.mnist_data_model(mu=physics.MNIST_MU if mu is None else mu, log_data=recon not in ("lgd", "none"))
     else:
         M = physics.brain_data_model()
     R: nn.Module | None = {
@@ -165,7 +172,7 @@ def test_batches(
 
 def mnist_experiment(args: argparse.Namespace, device: torch.device) -> Experiment:
     """Section 5.1: MNIST classification from Poisson data (5 angles, 60 photons per line)."""
-    model, M = build_model("mnist", args.recon, args.fast)
+    model, M = build_model("mnist", args.recon, args.fast, args.mu)
     M.to(device)
     if args.data is not None:
         train_images, train_labels = data.load_idx(args.data, "train")
@@ -173,9 +180,15 @@ def mnist_experiment(args: argparse.Namespace, device: torch.device) -> Experime
     else:
         train_images, train_labels = data.load_mnist("train")
         test_images, test_labels = data.load_mnist("test")
-    n_val = _n_val(args)
     n_test = _size(args, len(test_images), 500)
-    images, labels = train_images[:-n_val], train_labels[:-n_val]
+    if args.validation == "stratified":
+        # protocol of round 2: train on the rest, check during training on the first n_check of val
+        train_idx, val_idx = data.mnist_validation_split(train_labels, *VALIDATION[args.fast])
+        val_idx = val_idx[: VALIDATION[args.fast][1]]
+    else:  # round 1: the last images of the training set
+        n_val = _n_val(args)
+        train_idx, val_idx = torch.arange(len(train_labels) - n_val), torch.arange(len(train_labels) - n_val, len(train_labels))
+    images, labels = train_images[train_idx], train_labels[train_idx]
 
     def loader(purpose: str) -> data.TaskLoader:
         return data.TaskLoader(images, labels, M, args.batch_size, _seed(args.seed, purpose), device=device)
@@ -185,7 +198,7 @@ def mnist_experiment(args: argparse.Namespace, device: torch.device) -> Experime
         model=model,
         train_loader=loader("train"),
         pretrain_loader=loader("pretrain"),
-        val_batches=_fixed_batches(train_images[-n_val:], train_labels[-n_val:], M, batch, val_seed, device),
+        val_batches=_fixed_batches(train_images[val_idx], train_labels[val_idx], M, batch, val_seed, device),
         test_batches=_fixed_batches(test_images[:n_test], test_labels[:n_test], M, batch, test_seed, device),
         task=TASKS["mnist"],
     )
@@ -232,6 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-steps", type=int, default=None, help="steps to pre-train R when needed and not given")
     p.add_argument("--batch-size", type=int, default=None, help="default: 64 mnist, 8 segmentation")
     p.add_argument("--lr", type=float, default=1e-3, help="initial learning rate of Adam (cosine decay to 0)")
+    p.add_argument("--warmup", type=int, default=0, help="steps of linear learning-rate warm-up before the cosine")
+    p.add_argument("--clip", choices=training.CLIPS, default="joint",
+                   help="clip the gradient norm of R and T together (joint) or of each network (separate) to 1")
+    p.add_argument("--balanced", action="store_true",
+                   help="joint only: divide ℓ_D and ℓ_X by their gradient norms on R, so C is ℓ_X's share of R's gradient")
+    p.add_argument("--mu", type=float, default=None,
+                   help=f"mnist only: attenuation scale of the Poisson data model (default {physics.MNIST_MU})")
+    p.add_argument("--validation", choices=("last", "stratified"), default="last",
+                   help="mnist only: validation = the last training images (round 1) or a class-stratified split")
+    p.add_argument("--stop-at", type=int, default=None,
+                   help="stop at this step (checkpoint + partial.json); rerun without it to finish the same run")
+    p.add_argument("--protocol", type=Path, default=None, help="the protocol file this run follows (its git blob is recorded)")
     p.add_argument("--recon", choices=RECONSTRUCTIONS, default=None, help="R: default lgd (mnist), lpd (segmentation)")
     p.add_argument("--init-reconstruction", type=Path, default=None, help="weights file R.pt of an earlier run")
     p.add_argument("--init-task", type=Path, default=None, help="weights file T.pt of an earlier run")
@@ -264,6 +289,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         (args.pretrain_steps < 1, f"--pretrain-steps must be ≥ 1, got {args.pretrain_steps}"),
         (args.batch_size < 1, f"--batch-size must be ≥ 1, got {args.batch_size}"),
         (not args.lr > 0, f"--lr must be > 0, got {args.lr}"),
+        (not 0 <= args.warmup < args.steps, f"--warmup must lie in [0, --steps), got {args.warmup}"),
+        (args.balanced and args.strategy != "joint", "--balanced applies to --strategy joint only"),
+        (args.balanced and not 0 < (args.C or 0) < 1, "--balanced needs 0 < --C < 1"),
+        (args.mu is not None and args.experiment != "mnist", "--mu applies to the mnist experiment only"),
+        (args.mu is not None and not (args.mu or 0) > 0, f"--mu must be > 0, got {args.mu}"),
+        (args.validation != "last" and args.experiment != "mnist", "--validation applies to the mnist experiment only"),
+        (args.stop_at is not None and not 1 <= (args.stop_at or 0) <= args.steps,
+         f"--stop-at must lie in [1, --steps], got {args.stop_at}"),
+        (args.protocol is not None and not Path(args.protocol or "").is_file(), f"--protocol {args.protocol} is no file"),
         (args.seed < 0, f"--seed must be ≥ 0, got {args.seed}"),
         (args.eval_every < 0, f"--eval-every must be ≥ 0, got {args.eval_every}"),
         (args.data is not None and args.experiment != "mnist", "--data applies to the mnist experiment only"),
@@ -292,7 +326,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
     """The settings that define a run (a rerun into the same --out must use the same)."""
-    skip = {"out", "device", "no_progress", "eval_every"}
+    skip = {"out", "device", "no_progress", "eval_every", "stop_at", "protocol"}
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in sorted(vars(args).items()) if k not in skip}
 
 
@@ -348,8 +382,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = training.train(
         model, exp.train_loader, args.strategy, C=args.C, steps=args.steps, lr=args.lr, task=exp.task,
         checkpoint=out / "checkpoint.pt", checkpoint_every=_size(args, 500, 100),
-        eval_loader=exp.val_batches, eval_every=args.eval_every, progress=progress,
+        eval_loader=exp.val_batches, eval_every=args.eval_every, progress=progress, stop_at=args.stop_at,
+        warmup=args.warmup, clip=args.clip, balanced=args.balanced,
     )
+    protocol = None if args.protocol is None else {"path": str(args.protocol), "blob": git_blob(args.protocol)}
+    if not result["finished"]:  # --stop-at: the run continues later from its checkpoint
+        partial = {"step": result["step"], "config": _config(args), "protocol": protocol,
+                   "validation": result["history"]["eval"], "wall_time_s": round(time.perf_counter() - start, 2)}
+        write_json(out / "partial.json", partial)
+        return partial
     if R_learns and args.strategy != "pretrain_task":
         training.save_weights(model.R, out / "R.pt")
     if args.strategy != "pretrain_reconstruction":
@@ -362,6 +403,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         metrics["test"] = training.evaluate(model, exp.test_batches, exp.task)
     if args.strategy == "pretrain_reconstruction":
         metrics["test"] = {k: v for k, v in metrics["test"].items() if k in ("l2", "psnr", "ssim", "n")}
+    balance = None
+    if R_learns and args.strategy in ("sequential", "end_to_end", "joint"):
+        # which term drives R at the end of training: 4 fresh training batches, networks in eval mode
+        model.eval()
+        batches = list(itertools.islice(iter(exp.train_loader), 4))
+        balance = training.gradient_balance(model, batches, exp.task, C=args.C if args.strategy == "joint" else None)
+        if result["loss_state"]:  # balanced loss: the weights of eq. (18) were divided by these scales
+            scales = balance["loss_scales"] = result["loss_state"]
+            balance["task_share"] = losses.task_share(
+                args.C, balance["g_task"] / scales["task"], balance["g_reconstruction"] / scales["reconstruction"])
     summary = {
         "experiment": args.experiment,
         "strategy": args.strategy,
@@ -375,6 +426,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "n_parameters": {"R": nets.n_parameters(model.R) if R_learns else 0, "T": nets.n_parameters(model.T)},
         "final_train_loss": result["history"]["loss"][-1] if result["history"]["loss"] else None,
         "validation": result["history"]["eval"],
+        "gradient_balance": balance,
+        "protocol": protocol,
         "notes": notes,
         "metrics": metrics,
     }
@@ -394,6 +447,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(json.loads(done.read_text())["metrics"], indent=2))
         return 0
     summary = run(args)
+    if "metrics" not in summary:
+        print(f"stopped at step {summary['step']} of {args.steps} ({args.out / 'partial.json'}); "
+              "rerun the same command without --stop-at to finish")
+        return 0
     print(json.dumps(summary["metrics"], indent=2))
     return 0
 

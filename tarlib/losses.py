@@ -61,14 +61,19 @@ class JointLoss:
     ``"reconstruction"`` (ℓ_X).
     """
 
-    def __init__(self, C: float, task_loss: Loss, reconstruction_loss: Loss = l2_loss):
+    def __init__(self, C: float, task_loss: Loss, reconstruction_loss: Loss = l2_loss, balanced: bool = False):
         if isinstance(C, bool) or not isinstance(C, (int, float)):
             raise TypeError(f"C must be a number in [0, 1], got {type(C).__name__}")
         if not 0.0 <= C <= 1.0:
             raise ValueError(f"C must lie in [0, 1] (eq. (18)), got {C}")
+        if balanced and not 0.0 < C < 1.0:
+            raise ValueError(f"a balanced joint loss needs 0 < C < 1 (both terms), got C = {C}")
         self.C = float(C)
         self.task_loss = task_loss
         self.reconstruction_loss = reconstruction_loss
+        self.balanced = balanced
+        # running estimates of ‖∇_θ ℓ_D‖ and ‖∇_θ ℓ_X‖ on R's parameters (balanced loss only)
+        self.scales: dict[str, float] = {}
 
     def terms(self, x_hat: Tensor | None, logits: Tensor | None, x: Tensor, z: Tensor) -> dict[str, Tensor]:
         """The unweighted terms with a non-zero weight, still attached to the graph.
@@ -87,8 +92,37 @@ class JointLoss:
         return parts
 
     def weights(self) -> dict[str, float]:
-        """The weight of each term in eq. (18): 1 − C for ``"task"``, C for ``"reconstruction"``."""
-        return {"task": 1.0 - self.C, "reconstruction": self.C}
+        """The weight of each term: 1 − C for ``"task"`` and C for ``"reconstruction"`` (eq. (18)).
+
+        Balanced (``balanced=True``): each weight is further divided by the running
+        estimate of that term's gradient norm on R's parameters (:meth:`update_scales`),
+        so that C is, approximately, the share of R's gradient that ℓ_X gets.
+        """
+        weights = {"task": 1.0 - self.C, "reconstruction": self.C}
+        if self.balanced:
+            if not self.scales:
+                raise RuntimeError("a balanced JointLoss needs update_scales(...) before its first use")
+            weights = {name: w / self.scales[name] for name, w in weights.items()}
+        return weights
+
+    def update_scales(self, norms: Mapping[str, float], momentum: float = 0.5) -> None:
+        """Blend newly measured gradient norms (:func:`gradient_norms`) into the running estimates.
+
+        The first call sets them; later calls keep ``momentum`` of the old value.
+        """
+        for name in ("task", "reconstruction"):
+            value = float(norms[name])
+            if not value > 0:
+                raise ValueError(f"gradient norm of the {name} term must be > 0 to balance the loss, got {value}")
+            old = self.scales.get(name)
+            self.scales[name] = value if old is None else momentum * old + (1.0 - momentum) * value
+
+    def state_dict(self) -> dict[str, float]:
+        """The running gradient-norm estimates of a balanced loss (saved in checkpoints)."""
+        return dict(self.scales)
+
+    def load_state_dict(self, state: Mapping[str, float]) -> None:
+        self.scales = {k: float(v) for k, v in state.items()}
 
     def __call__(
         self, x_hat: Tensor | None, logits: Tensor | None, x: Tensor, z: Tensor
@@ -100,7 +134,8 @@ class JointLoss:
         return total, {name: value.detach() for name, value in parts.items()}
 
     def __repr__(self) -> str:
-        return f"JointLoss(C={self.C}, task_loss={getattr(self.task_loss, '__name__', self.task_loss)})"
+        balanced = ", balanced=True" if self.balanced else ""
+        return f"JointLoss(C={self.C}, task_loss={getattr(self.task_loss, '__name__', self.task_loss)}{balanced})"
 
 
 def gradient_norms(terms: Mapping[str, Tensor], params: Iterable[Tensor]) -> dict[str, float]:

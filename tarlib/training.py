@@ -13,10 +13,14 @@ strategy                     minimises                                   trains
 ``joint``                    (1 − C)·ℓ_D + C·ℓ_X, eqs. (18), (20)        R and T
 ===========================  ==========================================  =======
 
-The loop: Adam (β = (0.9, 0.99)), learning rate decaying to 0 on a cosine,
-gradient norm clipped to 1, mixed precision on CUDA, a progress bar, periodic
-evaluation and atomic checkpoints from which an interrupted run resumes exactly
-(on CPU, bitwise the same parameters as a run that was never interrupted).
+The loop: Adam (β = (0.9, 0.99)), learning rate decaying to 0 on a cosine
+(optionally after a linear warm-up), gradient norm clipped to 1 (jointly over
+all trained parameters, or separately for R and for T), mixed precision on
+CUDA, a progress bar, periodic evaluation and atomic checkpoints from which an
+interrupted run resumes exactly (on CPU, bitwise the same parameters as a run
+that was never interrupted).  ``balanced=True`` divides each term of eq. (18)
+by a running estimate of its gradient norm on R's parameters, refreshed every
+``balance_every`` steps (see :class:`tarlib.losses.JointLoss`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from tarlib.nets import TaskAdapted
 
 STRATEGIES = ("pretrain_reconstruction", "pretrain_task", "sequential", "end_to_end", "joint")
 TASKS = ("classification", "segmentation")
+CLIPS = ("joint", "separate")
 Batch = tuple[Tensor, Tensor, Tensor]
 
 
@@ -155,7 +160,7 @@ def _forward(
 
 
 def _setup_strategy(
-    model: TaskAdapted, strategy: str, C: float | None, task: str
+    model: TaskAdapted, strategy: str, C: float | None, task: str, balanced: bool = False
 ) -> tuple[list[nn.Module], losses.JointLoss]:
     """Which networks are trained, and the loss (always eq. (18) with the right C)."""
     if strategy not in STRATEGIES:
@@ -179,7 +184,45 @@ def _setup_strategy(
         "pretrain_task": [model.T],
         "sequential": [model.T],
     }.get(strategy, [m for m in (model.R, model.T) if m is not None])
-    return trained, losses.JointLoss(C, task_loss(task))
+    if balanced and strategy != "joint":
+        raise ValueError(f"balanced=True applies to strategy='joint' only, not {strategy!r}")
+    return trained, losses.JointLoss(C, task_loss(task), balanced=balanced)
+
+
+def _terms_on_batch(model: TaskAdapted, loss: losses.JointLoss, batch: Batch) -> dict[str, Tensor]:
+    x, y, z = batch
+    x_hat, logits = model(y)
+    return loss.terms(x_hat, logits, x, z)
+
+
+def gradient_balance(
+    model: TaskAdapted, batches: Iterable[Batch], task: str = "classification", C: float | None = None
+) -> dict[str, float]:
+    """‖∇_θ ℓ_D‖ and ‖∇_θ ℓ_X‖ on R's parameters θ, averaged over ``batches``.
+
+    Returns ``g_task``, ``g_reconstruction`` and their ratio; with ``C`` also the
+    task's share of R's gradient under eq. (18), :func:`tarlib.losses.task_share`.
+    This measures which term really drives R, whatever the weights C and 1 − C say.
+    The model's modes are left as they were (evaluate in the mode you care about).
+    """
+    if model.R is None:
+        raise ValueError("gradient_balance needs a model with a reconstruction network R")
+    both = losses.JointLoss(0.5, task_loss(task))
+    params = list(model.R.parameters())
+    sums = {"task": 0.0, "reconstruction": 0.0}
+    n = 0
+    for batch in batches:
+        norms = losses.gradient_norms(_terms_on_batch(model, both, batch), params)
+        for key in sums:
+            sums[key] += norms[key]
+        n += 1
+    if n == 0:
+        raise ValueError("gradient_balance got no batches")
+    g_task, g_rec = sums["task"] / n, sums["reconstruction"] / n
+    out = {"g_task": g_task, "g_reconstruction": g_rec, "ratio": g_task / g_rec}
+    if C is not None:
+        out["task_share"] = losses.task_share(C, g_task, g_rec)
+    return out
 
 
 def _set_modes(model: TaskAdapted, trained: list[nn.Module]) -> None:
@@ -225,6 +268,11 @@ def train(
     eval_loader: Iterable[Batch] | None = None,
     eval_every: int | None = None,
     max_steps_this_call: int | None = None,
+    stop_at: int | None = None,
+    warmup: int = 0,
+    clip: str = "joint",
+    balanced: bool = False,
+    balance_every: int = 20,
     callback: Callable[[int, dict[str, float]], None] | None = None,
     device: str | torch.device | None = None,
     amp: bool | None = None,
@@ -241,10 +289,20 @@ def train(
     ``checkpoint_every`` steps and at the end; if the file exists, training
     resumes from it.  ``max_steps_this_call`` stops early (after a checkpoint), as
     if the run had been killed.  ``callback(step, logs)`` runs after every step.
+    ``stop_at`` stops at that step (a later call with a larger one continues the
+    same run: the first 2,000 steps of an 8,000-step schedule).
     ``eval_loader`` is evaluated every ``eval_every`` steps.  ``amp`` (default:
     on for CUDA) runs the forward pass under autocast.
 
-    Returns ``{"step", "finished", "history"}``; ``history`` holds the logged
+    ``warmup`` steps of linear warm-up precede the cosine decay (the rate at step
+    t is lr·min(1, (t + 1)/warmup)·(1 + cos(π t/steps))/2).  ``clip="joint"``
+    clips the norm of all trained parameters' gradient to 1; ``"separate"`` clips
+    R's and T's gradients to 1 each, so that a large ℓ_X gradient on R cannot shrink
+    T's step.  ``balanced`` (joint only) balances the two terms of eq. (18) by
+    their gradient norms on R, measured every ``balance_every`` steps.
+
+    Returns ``{"step", "finished", "history", "loss_state"}`` (the balanced loss's
+    gradient-norm estimates, empty otherwise); ``history`` holds the logged
     training losses (every step, keys ``loss``, ``task``, ``reconstruction``,
     ``lr``) and the evaluations (``eval``: a list of metric dicts with their step).
     """
@@ -252,19 +310,32 @@ def train(
         raise ValueError(f"steps must be ≥ 1, got {steps}")
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be ≥ 1, got {checkpoint_every}")
-    trained, loss = _setup_strategy(model, strategy, C, task)
+    if not 0 <= warmup < steps:
+        raise ValueError(f"warmup must lie in [0, steps) = [0, {steps}), got {warmup}")
+    if clip not in CLIPS:
+        raise ValueError(f"clip must be one of {CLIPS}, got {clip!r}")
+    if balance_every < 1:
+        raise ValueError(f"balance_every must be ≥ 1, got {balance_every}")
+    trained, loss = _setup_strategy(model, strategy, C, task, balanced)
     device, amp = _resolve_device(model, device, amp)
     model.to(device)
-    params = [p for m in trained for p in m.parameters()]
+    groups = [list(m.parameters()) for m in trained] if clip == "separate" else [
+        [p for m in trained for p in m.parameters()]]
+    params = [p for group in groups for p in group]
     optimizer = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99))
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=0.0)
+
+    def rate(t: int) -> float:
+        return min(1.0, (t + 1) / warmup if warmup else 1.0) * 0.5 * (1.0 + math.cos(math.pi * t / steps))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
     scaler = torch.amp.GradScaler(device.type, enabled=amp and _amp_dtype(device) == torch.float16)
     batches = _BatchStream(loader)
     history: dict[str, Any] = {"step": [], "loss": [], "task": [], "reconstruction": [], "lr": [], "eval": []}
     step = 0
 
     path = Path(checkpoint) if checkpoint is not None else None
-    config = {"strategy": strategy, "C": loss.C, "steps": steps, "lr": lr, "task": task}
+    config = {"strategy": strategy, "C": loss.C, "steps": steps, "lr": lr, "task": task, "warmup": warmup,
+              "clip": clip, "balanced": balanced, "balance_every": balance_every if balanced else None}
     if path is not None and path.exists():
         state = load_checkpoint(path)
         if state["config"] != config:
@@ -274,6 +345,7 @@ def train(
         schedule.load_state_dict(state["schedule"])
         scaler.load_state_dict(state["scaler"])
         batches.load_state_dict(state["batches"])
+        loss.load_state_dict(state["loss"])
         torch.set_rng_state(state["torch_rng"])
         history, step = state["history"], state["step"]
 
@@ -288,6 +360,7 @@ def train(
                     "schedule": schedule.state_dict(),
                     "scaler": scaler.state_dict(),
                     "batches": batches.state_dict(),
+                    "loss": loss.state_dict(),
                     "torch_rng": torch.get_rng_state(),
                     "history": history,
                 },
@@ -295,17 +368,23 @@ def train(
             )
 
     _set_modes(model, trained)
-    stop = steps if max_steps_this_call is None else min(steps, step + max_steps_this_call)
+    stop = min(steps, stop_at if stop_at is not None else steps)
+    if max_steps_this_call is not None:
+        stop = min(stop, step + max_steps_this_call)
     bar = progress_bar(total=steps, initial=step, desc=strategy, disable=not progress, dynamic_ncols=True)
     running: dict[str, float] = {}
     while step < stop:
         x, y, z = (t.to(device, non_blocking=True) for t in next(batches))
+        if balanced and step % balance_every == 0:
+            with _autocast(device, amp):
+                loss.update_scales(losses.gradient_norms(_terms_on_batch(model, loss, (x, y, z)), model.R.parameters()))
         with _autocast(device, amp):
             total, parts = _forward(model, strategy, loss, (x, y, z))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(total).backward()
         scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(params, max_norm=1.0)
+        for group in groups:
+            torch.nn.utils.clip_grad_norm_(group, max_norm=1.0)
         scaler.step(optimizer)
         scaler.update()
         schedule.step()
@@ -331,7 +410,7 @@ def train(
         bar.update(1)
     bar.close()
     model.eval()
-    return {"step": step, "finished": step >= steps, "history": history}
+    return {"step": step, "finished": step >= steps, "history": history, "loss_state": loss.state_dict()}
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -140,7 +140,8 @@ def test_tables_average_seeds_and_the_sweep_figure_needs_every_C(tmp_path: Path)
 
 def _check_in_sync(results: Path) -> None:
     """Every table in ``results`` equals the one regenerated from the JSON files next to it."""
-    committed = {p.stem: p.read_text() for p in results.glob("*.md")}
+    # PROTOCOL.md is written by hand before the runs; every other .md is generated
+    committed = {p.stem: p.read_text() for p in results.glob("*.md") if p.name != "PROTOCOL.md"}
     regenerated = reproduce.tables_from_results(results)
     assert set(committed) <= set(regenerated), (
         f"{results} has tables without JSON files behind them: {sorted(set(committed) - set(regenerated))}"
