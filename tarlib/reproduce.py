@@ -48,6 +48,7 @@ class Row:
     init_reconstruction: str | None = None
     init_task: str | None = None
     steps: int | None = None  # the training budget of a full run (see STEPS); --fast runs use their own sizes
+    eval_every: int | None = None  # validation every N steps (default: every fifth of the run)
 
     @property
     def deps(self) -> tuple[str, ...]:
@@ -57,7 +58,7 @@ class Row:
         """The command line of this row for :func:`tarlib.experiments.main`."""
         argv = [self.experiment, *self.args, "--seed", str(self.seed), "--out", str(runs / self.name)]
         if self.steps is not None and not fast:
-            argv += ["--steps", str(self.steps), "--eval-every", str(max(1, self.steps // 5))]
+            argv += ["--steps", str(self.steps), "--eval-every", str(self.eval_every or max(1, self.steps // 5))]
         if self.init_reconstruction is not None:
             argv += ["--init-reconstruction", str(runs / self.init_reconstruction / "R.pt")]
         if self.init_task is not None:
@@ -600,6 +601,9 @@ def export_weights(runs: Path, results: Path, directory: Path | None = None) -> 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of :func:`main`."""
     p = argparse.ArgumentParser(prog="python -m tarlib.reproduce", description=__doc__.split("\n")[0])
+    p.add_argument("--round", type=int, choices=(1, 2), default=1,
+                   help="1: the first round (results/*.json); 2: the pre-registered protocol of results/PROTOCOL.md "
+                        "(results/round2/, see tarlib.round2)")
     p.add_argument("--only", choices=[t.name for t in TABLES], default=None, help="one table and its dependencies")
     p.add_argument("--rows", default=None, help="comma-separated row names (and their dependencies) instead")
     p.add_argument("--fast", action="store_true", help="smoke-size runs (as TARLIB_FAST=1)")
@@ -624,6 +628,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.only is not None and args.rows is not None:
         parser.error("give --only or --rows, not both")
+    if args.round == 2:
+        return _main_round2(args)
     try:
         rows, tables = build_rows(args.seeds)
         names = args.rows.split(",") if args.rows is not None else None
@@ -654,6 +660,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[reproduce] updated the results block of {args.readme}")
     if args.export_weights:
         print(f"[reproduce] wrote {export_weights(args.runs, args.results, args.weights)}")
+    return 0
+
+
+def _main_round2(args: argparse.Namespace) -> int:
+    """``--round 2``: list or run the stages of results/PROTOCOL.md (see :mod:`tarlib.round2`)."""
+    from tarlib import round2
+
+    results = args.results / "round2"
+    fast = args.fast or tarlib.fast_mode()
+    extra = ("--no-progress",) if args.no_progress else ()
+    if args.device is not None:
+        extra += ("--device", args.device)
+    if args.list:
+        choices = round2.load_choices(results)
+        determined, pending = round2.rows(choices)
+        for row in [*(round2.mu_stage_rows() if "mu" not in choices else []), *determined]:
+            stop = ("--stop-at", str(round2.MU_STOP)) if "mu" not in choices else ()
+            print(f"{row.name}: python -m tarlib.experiments {' '.join(row.argv(args.runs, fast, (*extra, *stop)))}")
+        for what in pending:
+            print(f"(further rows wait for the choice of {what})")
+        return 0
+    choices = round2.run(args.runs, results, fast, extra)
+    print(f"[reproduce] round 2: choices so far {json.dumps(choices)}")
     return 0
 
 

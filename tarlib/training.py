@@ -425,6 +425,7 @@ def evaluate(
     true_images: bool = False,
     device: str | torch.device | None = None,
     amp: bool | None = None,
+    predictions: list[Tensor] | None = None,
 ) -> dict[str, float]:
     """Mean metrics of T ∘ R over all samples of ``loader``; leaves the model in eval mode.
 
@@ -434,6 +435,8 @@ def evaluate(
     L2-loss), ``psnr`` and ``ssim`` (data range 1).  With ``true_images=True`` the
     task network is applied to the true images x instead (the "classification on
     true images" row of Table 1) and no reconstruction metrics are reported.
+    A list passed as ``predictions`` receives each batch's decisions (the arg max
+    over classes), for paired comparisons of models image by image.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -446,6 +449,8 @@ def evaluate(
         with _autocast(device, amp):
             x_hat, logits = (None, model.T(x)) if true_images else model(y)
         values = {}
+        if predictions is not None:
+            predictions.append(logits.argmax(1).cpu())
         if task == "classification":
             values["accuracy"] = metrics.accuracy(logits, z)
             values["cross_entropy"] = metrics.cross_entropy(logits, z)

@@ -1,0 +1,325 @@
+"""The second reproduction round of section 5.1: ``results/PROTOCOL.md`` as code.
+
+    python -m tarlib.reproduce --round 2 --list            # the rows known so far, with their commands
+    python -m tarlib.reproduce --round 2 --runs DIR        # run the next stages (resumable), then decide
+
+The protocol fixes its choices in stages, each made on validation data only and
+written to ``results/round2/choices.json`` before the stage that needs it runs:
+
+1. ``mu``: the first 2,000 steps of R's 8,000-step pre-training for each candidate
+   μ; :func:`choose_mu` extrapolates the check-set L2 to 8,000 steps.
+2. ``pretrain``: R_s and T_s for the seeds s = 0, 1, 2 (R_0 continues the chosen μ's run).
+3. ``grid``: the fine-tuning learning rate and warm-up (:func:`choose_lr`).
+4. ``sweep``: joint training over C, seed 0; :func:`choose_best_C` on 3 validation draws.
+5. ``table``: every other row of the protocol.
+
+Every finished row is evaluated on noise draws shared by all models
+(:func:`draw_seed`); its summary goes to ``results/round2/<row>.json`` and its
+per-image predictions to ``results/round2/predictions/<row>.npz``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tarlib import data, experiments, physics, training
+from tarlib.config import git_blob, write_json
+from tarlib.reproduce import Row
+
+PROTOCOL_FILE = Path("results/PROTOCOL.md")
+RESULTS = Path("results/round2")
+MU_CANDIDATES = (0.1, 0.15, 0.2, 0.3)
+MU_STOP, MU_EVAL_EVERY, MU_FIT_FROM, MU_TARGET_L2, MU_TIE = 2000, 250, 500, 9.0, 0.1
+LR_GRID = tuple((lr, warmup) for lr in (1e-4, 3e-4, 1e-3) for warmup in (0, 300))
+GRID_C, LR_TIE = 0.1, 0.001
+C_SWEEP = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 0.5, 0.9, 0.999, 1.0)
+C_BALANCED = (0.1, 0.3, 0.5, 0.7, 0.9)
+BEST_C_TIE = 0.0005
+SEEDS = (0, 1, 2)
+STEPS = {"pretrain_R": 8000, "pretrain_T": 3000, "grid": 1000, "finetune": 3000, "baseline": 11000}
+DRAW_SEED, TEST_DRAWS, VAL_DRAWS = 20261130, 5, 3
+
+
+def draw_seed(split: str, d: int) -> int:
+    """Seed of noise draw ``d`` of the ``"test"`` or ``"val"`` data, shared by every model."""
+    key = {"test": 1, "val": 2}.get(split)
+    if key is None or d < 0:
+        raise ValueError(f"split must be 'test' or 'val' and d ≥ 0, got {split!r}, {d}")
+    return int(np.random.SeedSequence([DRAW_SEED, key, d]).generate_state(1)[0] & 0x7FFF_FFFF)
+
+
+# ----------------------------------------------------------------------------- choices
+
+
+def choose_mu(histories: dict[float, list[dict[str, float]]]) -> dict[str, Any]:
+    """The protocol's μ rule from each candidate's check-set evaluations ``[{step, l2}, ...]``.
+
+    Fits L(t) = a + b·t^(−1/2) by least squares to the evaluations at
+    ``MU_FIT_FROM`` ≤ t ≤ ``MU_STOP``, extrapolates to the paper's 8,000 steps and
+    picks the μ closest to the paper's L2 of 9.0 (ties within 0.1: the smaller μ).
+    """
+    fits = {}
+    for mu, history in sorted(histories.items()):
+        points = [(e["step"], e["l2"]) for e in history if MU_FIT_FROM <= e["step"] <= MU_STOP]
+        if len(points) < 3:
+            raise ValueError(f"μ = {mu}: need ≥ 3 evaluations in [{MU_FIT_FROM}, {MU_STOP}], got {len(points)}")
+        t, L = np.array(points, dtype=float).T
+        (a, b), *_ = np.linalg.lstsq(np.stack([np.ones_like(t), t**-0.5], 1), L, rcond=None)
+        fits[mu] = {"a": float(a), "b": float(b), "l2_at_2000": float(L[t == t.max()][0]),
+                    "l2_at_8000": float(a + b / math.sqrt(STEPS["pretrain_R"]))}
+    distance = {mu: abs(f["l2_at_8000"] - MU_TARGET_L2) for mu, f in fits.items()}
+    best = min(distance.values())
+    chosen = min(mu for mu, dist in distance.items() if dist <= best + MU_TIE)
+    return {"chosen": chosen, "fits": {str(mu): f for mu, f in fits.items()}, "rule": "results/PROTOCOL.md, μ"}
+
+
+def choose_lr(accuracy: dict[tuple[float, int], float]) -> dict[str, Any]:
+    """Best (lr, warm-up) by validation accuracy; within 0.1 pp of the best the smaller lr, then no warm-up."""
+    if set(accuracy) != set(LR_GRID):
+        raise ValueError(f"need the accuracy of every grid point {LR_GRID}, got {sorted(accuracy)}")
+    best = max(accuracy.values())
+    lr, warmup = min((k for k, v in accuracy.items() if v >= best - LR_TIE), key=lambda k: (k[0], k[1]))
+    return {"lr": lr, "warmup": warmup, "accuracy": {f"{k[0]:g}/{k[1]}": v for k, v in accuracy.items()}}
+
+
+def choose_best_C(accuracy: dict[float, float]) -> dict[str, Any]:
+    """Best joint C of the sweep by mean validation accuracy (0 < C < 1); ties within 0.05 pp: the larger C."""
+    eligible = {C: a for C, a in accuracy.items() if 0 < C < 1}
+    if not eligible:
+        raise ValueError("no joint C with 0 < C < 1 to choose from")
+    best = max(eligible.values())
+    C = max(C for C, a in eligible.items() if a >= best - BEST_C_TIE)
+    return {"C": C, "accuracy": {f"{c:g}": a for c, a in sorted(accuracy.items())}}
+
+
+def load_choices(results: Path = RESULTS) -> dict[str, Any]:
+    path = results / "choices.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+def _c(C: float) -> str:
+    return f"{C:g}"
+
+
+PROTOCOL_ARGS = ("--validation", "stratified", "--protocol", str(PROTOCOL_FILE))
+
+
+def pretrain_R_row(mu: float, seed: int) -> Row:
+    """R_s: 8,000 steps on ℓ_X (eq. (4)) for the data model with attenuation scale μ."""
+    return Row(f"r2_pretrain_R_mu{_c(mu)}_s{seed}", "mnist",
+               ("--strategy", "pretrain_reconstruction", "--mu", _c(mu), *PROTOCOL_ARGS),
+               seed=seed, steps=STEPS["pretrain_R"], eval_every=MU_EVAL_EVERY)
+
+
+def mu_stage_rows() -> list[Row]:
+    """Stage mu: the seed-0 pre-training of R for every candidate μ, run to ``MU_STOP`` with ``--stop-at``."""
+    return [pretrain_R_row(mu, 0) for mu in MU_CANDIDATES]
+
+
+def rows(choices: dict[str, Any]) -> tuple[list[Row], list[str]]:
+    """The rows that the choices made so far determine, and what the others still wait for."""
+    if "mu" not in choices:
+        return [], ["μ (stage mu: mu_stage_rows())"]
+    mu = choices["mu"]["chosen"]
+    common = ("--mu", _c(mu), *PROTOCOL_ARGS)
+    out = []
+    for s in SEEDS:
+        out.append(pretrain_R_row(mu, s))
+        out.append(Row(f"r2_pretrain_T_s{s}", "mnist", ("--strategy", "pretrain_task", *common), seed=s,
+                       steps=STEPS["pretrain_T"], init_reconstruction=pretrain_R_row(mu, s).name))
+    pre = {s: {"init_reconstruction": pretrain_R_row(mu, s).name, "init_task": f"r2_pretrain_T_s{s}"} for s in SEEDS}
+    for lr, warmup in LR_GRID:
+        tag = f"lr{lr:g}_w{warmup}"
+        out.append(Row(f"r2_grid_sequential_{tag}", "mnist", ("--strategy", "sequential", "--lr", _c(lr), "--warmup",
+                       str(warmup), *common), seed=0, steps=STEPS["grid"], **pre[0]))
+        out.append(Row(f"r2_grid_joint_{tag}", "mnist", ("--strategy", "joint", "--C", _c(GRID_C), "--lr", _c(lr),
+                       "--warmup", str(warmup), "--clip", "separate", *common), seed=0, steps=STEPS["grid"], **pre[0]))
+    baselines = [Row("r2_fbp_classifier", "mnist", ("--strategy", "end_to_end", "--recon", "fbp", *common),
+                     steps=STEPS["baseline"]),
+                 Row("r2_sinogram_cnn", "mnist", ("--strategy", "end_to_end", "--recon", "none", *common),
+                     steps=STEPS["baseline"])]
+    out += baselines
+    if "lr" not in choices:
+        return out, ["fine-tuning lr and warm-up (stage grid)"]
+    seq = ("--lr", _c(choices["lr"]["sequential"]["lr"]), "--warmup", str(choices["lr"]["sequential"]["warmup"]))
+    both = ("--lr", _c(choices["lr"]["joint"]["lr"]), "--warmup", str(choices["lr"]["joint"]["warmup"]),
+            "--clip", "separate")
+    ft = STEPS["finetune"]
+    for s in SEEDS:
+        out.append(Row(f"r2_sequential_s{s}", "mnist", ("--strategy", "sequential", *seq, *common), seed=s, steps=ft,
+                       **pre[s]))
+        out.append(Row(f"r2_end_to_end_s{s}", "mnist", ("--strategy", "end_to_end", *both, *common), seed=s,
+                       steps=ft, **pre[s]))
+    for C in C_SWEEP:
+        for s in (SEEDS if C == 0.5 else (0,)):
+            out.append(Row(f"r2_joint_C{_c(C)}_s{s}", "mnist", ("--strategy", "joint", "--C", _c(C), *both, *common),
+                           seed=s, steps=ft, **pre[s]))
+    pending = ["best joint C (stage sweep)"]
+    if "best_C" in choices:
+        pending, best = [], choices["best_C"]["C"]
+        for s in SEEDS[1:] if best != 0.5 else ():
+            out.append(Row(f"r2_joint_C{_c(best)}_s{s}", "mnist", ("--strategy", "joint", "--C", _c(best), *both,
+                           *common), seed=s, steps=ft, **pre[s]))
+    # last: the balanced loss, the first thing the protocol cuts when the budget runs short
+    for C in C_BALANCED:
+        out.append(Row(f"r2_balanced_C{_c(C)}_s0", "mnist", ("--strategy", "joint", "--C", _c(C), "--balanced",
+                       *both, *common), seed=0, steps=ft, **pre[0]))
+    return out, pending
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _mu_of(summary: dict[str, Any]) -> float:
+    return summary["config"].get("mu") or physics.MNIST_MU
+
+
+def evaluate_draws(model, M, images: torch.Tensor, labels: torch.Tensor, seeds: list[int],
+                   true_images: bool = False) -> tuple[list[dict[str, float]], np.ndarray]:
+    """Metrics of T ∘ R on each noise draw (one per seed), and the predicted classes [draws, N] (uint8)."""
+    per_draw, predictions = [], []
+    for seed in seeds:
+        batches = experiments._fixed_batches(images, labels, M, experiments.EVAL_BATCH["mnist"], seed, "cpu")
+        decisions: list[torch.Tensor] = []
+        metrics = training.evaluate(model, batches, "classification", true_images=true_images, predictions=decisions)
+        predictions.append(torch.cat(decisions).to(torch.uint8).numpy())
+        per_draw.append({"seed": seed, **metrics})
+    return per_draw, np.stack(predictions)
+
+
+def evaluation_plan(name: str, choices: dict[str, Any]) -> dict[str, list[int]]:
+    """Which noise draws a finished row is evaluated on (results/PROTOCOL.md, *Evaluation*).
+
+    Grid rows: validation draw 0.  Table 1 rows: test draws 0–4.  Joint and balanced
+    rows: validation draws 0–2 (the choice of the best C) and, unless they are Table 1
+    rows, test draw 0.  R's pre-training: none (T_s ∘ R_s is the pre-training row).
+    """
+    if name.startswith("r2_grid_"):
+        return {"val": [0]}
+    if name.startswith("r2_pretrain_R_"):
+        return {}
+    table_C = {0.5, 0.01, 0.999} | ({choices["best_C"]["C"]} if "best_C" in choices else set())
+    table = (name.startswith(("r2_pretrain_T_", "r2_sequential_", "r2_end_to_end_", "r2_fbp_", "r2_sinogram_"))
+             or any(name.startswith(f"r2_joint_C{_c(C)}_") for C in table_C))
+    plan = {"test": list(range(TEST_DRAWS if table else 1))}
+    if name.startswith(("r2_joint_", "r2_balanced_")):
+        plan["val"] = list(range(VAL_DRAWS))
+    return plan
+
+
+def load_run(run: Path) -> tuple[Any, physics.DataModel, dict[str, Any]]:
+    """T ∘ R of a finished run directory (R from the run, or from the run it started from), its M and summary."""
+    summary = json.loads((run / "metrics.json").read_text())
+    config = summary["config"]
+    model, M = experiments.build_model("mnist", config["recon"], config["fast"], _mu_of(summary))
+    R_file = run / "R.pt" if (run / "R.pt").is_file() else config.get("init_reconstruction")
+    if model.R is not None and R_file is not None:
+        training.load_weights(model.R, R_file)
+    if (run / "T.pt").is_file():
+        training.load_weights(model.T, run / "T.pt")
+    return model.eval(), M, summary
+
+
+def evaluate_row(name: str, runs: Path, results: Path, choices: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate a finished row on its draws; write ``results/<row>.json`` and ``predictions/<row>.npz``."""
+    model, M, summary = load_run(runs / name)
+    plan = evaluation_plan(name, choices)
+    train_images, train_labels = data.load_mnist("train")
+    _, val = data.mnist_validation_split(train_labels)
+    n = 500 if summary["config"]["fast"] else None  # smoke-size runs: a smoke-size evaluation
+    sets = {"val": (train_images[val][:n], train_labels[val][:n]), "test": tuple(t[:n] for t in data.load_mnist("test"))}
+    true_images = summary["strategy"] == "pretrain_task"
+    evaluation, arrays = {}, {}
+    for part, draws in plan.items():
+        images, labels = sets[part]
+        per_draw, predictions = evaluate_draws(model, M, images, labels, [draw_seed(part, d) for d in draws])
+        evaluation[part] = per_draw
+        arrays[part] = predictions
+        if true_images and part == "test":  # the classifier on true images (no noise, one "draw")
+            evaluation["test_true_images"], arrays["test_true_images"] = evaluate_draws(
+                model, M, images, labels, [0], true_images=True)
+    summary["evaluation"] = evaluation
+    (results / "predictions").mkdir(parents=True, exist_ok=True)
+    if arrays:
+        np.savez_compressed(results / "predictions" / f"{name}.npz", **arrays)
+    write_json(results / f"{name}.json", summary)
+    return summary
+
+
+# ----------------------------------------------------------------------------- the stages
+
+
+def _run(argv: list[str]) -> None:
+    try:
+        status = experiments.main(argv)
+    except SystemExit as err:  # argparse rejected the arguments
+        status = err.code
+    if status != 0:
+        raise RuntimeError(f"run failed with exit status {status}: python -m tarlib.experiments {' '.join(argv)}")
+
+
+def _val_accuracy(results: Path, name: str, draws: int) -> float | None:
+    path = results / f"{name}.json"
+    if not path.is_file():
+        return None
+    val = json.loads(path.read_text()).get("evaluation", {}).get("val", [])
+    return float(np.mean([d["accuracy"] for d in val[:draws]])) if len(val) >= draws else None
+
+
+def decide(choices: dict[str, Any], runs: Path, results: Path) -> dict[str, Any]:
+    """Make every choice of the protocol whose validation evidence is complete; return the new choices."""
+    choices = dict(choices)
+    if "mu" not in choices:
+        histories = {}
+        for row in mu_stage_rows():
+            files = [runs / row.name / f for f in ("metrics.json", "partial.json")]
+            found = next((f for f in files if f.is_file()), None)
+            if found is None:
+                return choices
+            histories[float(row.args[row.args.index("--mu") + 1])] = json.loads(found.read_text())["validation"]
+        choices["mu"] = choose_mu(histories)
+    if "lr" not in choices:
+        lr = {}
+        for strategy in ("sequential", "joint"):
+            accuracy = {k: _val_accuracy(results, f"r2_grid_{strategy}_lr{k[0]:g}_w{k[1]}", 1) for k in LR_GRID}
+            if None in accuracy.values():
+                return choices
+            lr[strategy] = choose_lr(accuracy)
+        choices["lr"] = lr
+    if "best_C" not in choices:
+        accuracy = {C: _val_accuracy(results, f"r2_joint_C{_c(C)}_s0", VAL_DRAWS) for C in C_SWEEP if 0 < C < 1}
+        if None in accuracy.values():
+            return choices
+        choices["best_C"] = choose_best_C(accuracy)
+    return choices
+
+
+def run(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run the protocol's stages as far as they go (resumable); return the choices made."""
+    results.mkdir(parents=True, exist_ok=True)
+    choices = load_choices(results)
+    for row in mu_stage_rows():
+        done = [(runs / row.name / f).is_file() for f in ("metrics.json", "partial.json")]
+        if "mu" not in choices and not any(done):
+            _run(row.argv(runs, fast, (*extra, "--stop-at", str(MU_STOP))))
+    while True:
+        new = decide(choices, runs, results)
+        if new != choices:
+            choices = new
+            write_json(results / "choices.json", choices)
+        todo = [r for r in rows(choices)[0] if not (results / f"{r.name}.json").is_file()]
+        if not todo:
+            return choices
+        row = todo[0]  # rows() lists every row after the rows it starts from
+        if not (runs / row.name / "metrics.json").is_file():
+            _run(row.argv(runs, fast, extra))
+        evaluate_row(row.name, runs, results, choices)

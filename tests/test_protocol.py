@@ -1,0 +1,214 @@
+"""The second reproduction round: its protocol file, its choices and its statistics."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tarlib import data, losses, reproduce, round2, stats, training
+from tarlib.config import git_blob
+
+ROOT = Path(__file__).resolve().parents[1]
+PROTOCOL = ROOT / "results" / "PROTOCOL.md"
+RESULTS = ROOT / "results" / "round2"
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _protocol_set(pattern: str) -> list[float]:
+    """The numbers of a set written like ``C ∈ {0.001, 0.003, …}`` in PROTOCOL.md."""
+    match = re.search(pattern + r"\s*∈\s*\{([^}]*)\}", PROTOCOL.read_text())
+    assert match, f"PROTOCOL.md has no set for {pattern!r}"
+    return [float(v) for v in match.group(1).replace(" ", "").split(",")]
+
+
+def test_protocol_sets_match_the_code() -> None:
+    assert _protocol_set(r"Candidates: μ") == list(round2.MU_CANDIDATES)
+    assert _protocol_set(r"joint C sweep, C") == list(round2.C_SWEEP)
+    assert _protocol_set(r"balanced joint, C") == list(round2.C_BALANCED)
+    assert sorted({lr for lr, _ in round2.LR_GRID}) == _protocol_set(r"from\s+lr")
+    assert "seed 20261130" in PROTOCOL.read_text() and data.MNIST_VALIDATION_SEED == 20261130
+    assert f"SeedSequence([{round2.DRAW_SEED}, 1, d])" in PROTOCOL.read_text()
+
+
+def test_list_shows_the_protocol_rows(tmp_path: Path, capsys) -> None:
+    """``--round 2 --list``: the μ stage first; with every choice made, exactly the protocol's rows."""
+    results = tmp_path / "round2"
+    assert reproduce.main(["--round", "2", "--list", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert [line.split(":")[0] for line in out.splitlines()[:4]] == [r.name for r in round2.mu_stage_rows()]
+    assert "--stop-at 2000" in out and "--mu 0.15" in out and "further rows wait for the choice of μ" in out
+
+    results.mkdir()
+    choices = {"mu": {"chosen": 0.2}, "lr": {"sequential": {"lr": 3e-4, "warmup": 0},
+                                           "joint": {"lr": 1e-4, "warmup": 300}}, "best_C": {"C": 0.03}}
+    (results / "choices.json").write_text(json.dumps(choices))
+    assert reproduce.main(["--round", "2", "--list", "--results", str(tmp_path)]) == 0
+    names = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()]
+    expected = {f"r2_{kind}_s{s}" for kind in ("pretrain_T", "sequential", "end_to_end", "joint_C0.5", "joint_C0.03")
+                for s in (0, 1, 2)} | {f"r2_pretrain_R_mu0.2_s{s}" for s in (0, 1, 2)}
+    expected |= {f"r2_joint_C{C:g}_s0" for C in _protocol_set(r"joint C sweep, C")}
+    expected |= {f"r2_balanced_C{C:g}_s0" for C in _protocol_set(r"balanced joint, C")}
+    expected |= {f"r2_grid_{s}_lr{lr:g}_w{w}" for s in ("sequential", "joint") for lr, w in round2.LR_GRID}
+    expected |= {"r2_fbp_classifier", "r2_sinogram_cnn"}
+    assert set(names) == expected and len(names) == len(expected)
+    assert names.index("r2_joint_C0.03_s2") < names.index("r2_balanced_C0.1_s0"), "the balanced sweep is cut first"
+
+
+def test_every_round2_result_names_a_protocol_committed_before_it() -> None:
+    files = sorted(RESULTS.glob("*.json")) if RESULTS.is_dir() else []
+    for path in files:
+        if path.name == "choices.json":
+            continue
+        protocol = json.loads(path.read_text()).get("protocol")
+        assert protocol and protocol["path"] == "results/PROTOCOL.md", f"{path.name} names no protocol"
+        first = _git("log", "--reverse", "--format=%H", "--find-object", protocol["blob"], "--", "results/PROTOCOL.md")
+        assert first, f"{path.name}: its protocol version {protocol['blob']} was never committed"
+        added = _git("log", "--diff-filter=A", "--format=%H", "--", str(path.relative_to(ROOT)))
+        if added:  # committed: the protocol version must be an ancestor of the commit that added the result
+            proto_commit = first.splitlines()[0]
+            assert subprocess.run(["git", "merge-base", "--is-ancestor", proto_commit, added.splitlines()[-1]],
+                                  cwd=ROOT).returncode == 0, f"{path.name} was committed before its protocol"
+
+
+def test_protocol_has_its_own_commit() -> None:
+    """The commit that added PROTOCOL.md changed nothing else (pre-registration)."""
+    first = _git("log", "--diff-filter=A", "--format=%H", "--", "results/PROTOCOL.md").splitlines()[-1]
+    assert _git("show", "--name-only", "--format=", first).split() == ["results/PROTOCOL.md"]
+    assert git_blob(PROTOCOL) == _git("hash-object", str(PROTOCOL))
+
+
+def test_choose_mu_extrapolates_by_the_written_rule() -> None:
+    def history(a: float, b: float) -> list[dict[str, float]]:
+        return [{"step": t, "l2": a + b / np.sqrt(t)} for t in range(250, 2001, 250)]
+
+    choice = round2.choose_mu({0.1: history(11.0, 40.0), 0.2: history(8.5, 40.0), 0.3: history(7.0, 40.0)})
+    fits = choice["fits"]
+    assert fits["0.2"]["l2_at_8000"] == pytest.approx(8.5 + 40 / np.sqrt(8000))
+    assert fits["0.1"]["a"] == pytest.approx(11.0) and fits["0.1"]["b"] == pytest.approx(40.0)
+    assert choice["chosen"] == 0.2  # 8.5 + 0.45 = 8.95 is closest to 9.0
+    tie = round2.choose_mu({0.15: history(9.0 - 40 / np.sqrt(8000) + 0.05, 40.0),
+                            0.3: history(9.0 - 40 / np.sqrt(8000) - 0.02, 40.0)})
+    assert tie["chosen"] == 0.15, "within 0.1 of the best distance the smaller μ wins"
+    with pytest.raises(ValueError, match="evaluations"):
+        round2.choose_mu({0.1: history(1, 1)[:2]})
+
+
+def test_choose_lr_and_best_C_rules() -> None:
+    accuracy = {k: 0.95 for k in round2.LR_GRID} | {(1e-3, 0): 0.9605, (3e-4, 300): 0.9600}
+    assert round2.choose_lr(accuracy)[("lr")] == 3e-4  # within 0.1 pp of the best: the smaller lr
+    with pytest.raises(ValueError, match="every grid point"):
+        round2.choose_lr({(1e-3, 0): 0.9})
+    best = round2.choose_best_C({0.0: 0.99, 0.01: 0.960, 0.1: 0.9604, 0.5: 0.9590, 1.0: 0.99})
+    assert best["C"] == 0.1  # C = 0 and 1 are other strategies; 0.1 is within 0.05 pp and larger than 0.01
+    assert round2.evaluation_plan("r2_sequential_s1", {}) == {"test": [0, 1, 2, 3, 4]}
+    assert round2.evaluation_plan("r2_joint_C0.3_s0", {}) == {"test": [0], "val": [0, 1, 2]}
+    assert round2.evaluation_plan("r2_joint_C0.3_s0", {"best_C": {"C": 0.3}})["test"] == [0, 1, 2, 3, 4]
+    assert round2.draw_seed("test", 0) != round2.draw_seed("val", 0) != round2.draw_seed("val", 1)
+
+
+def test_validation_split_is_stratified_disjoint_and_fixed() -> None:
+    labels = torch.arange(10).repeat_interleave(torch.tensor([50, 60, 70, 80, 90, 100, 110, 120, 130, 190]))
+    train, val = data.mnist_validation_split(labels, n_val=200, n_check=50)
+    assert len(val) == 200 and len(set(val.tolist()) | set(train.tolist())) == len(labels) == len(train) + 200
+    counts = torch.bincount(labels[val], minlength=10)
+    assert (counts - 200 * torch.bincount(labels) / len(labels)).abs().max() < 1
+    assert (torch.bincount(labels[val[:50]], minlength=10) - 50 * torch.bincount(labels) / len(labels)).abs().max() < 1
+    assert torch.equal(val, data.mnist_validation_split(labels, n_val=200, n_check=50)[1])
+    with pytest.raises(ValueError, match="n_check"):
+        data.mnist_validation_split(labels, n_val=10, n_check=20)
+
+
+def test_mcnemar_and_bootstrap() -> None:
+    a = np.array([1] * 30 + [0] * 10 + [1] * 60)
+    b = np.array([0] * 30 + [1] * 10 + [1] * 60)
+    result = stats.mcnemar_exact(a, b)
+    assert (result["n_a_only"], result["n_b_only"]) == (30, 10)
+    from scipy.stats import binomtest
+    assert result["p_value"] == pytest.approx(binomtest(30, 40, 0.5).pvalue) and result["p_value"] < 0.01
+    assert stats.mcnemar_exact(a, a)["p_value"] == 1.0
+    rng = np.random.default_rng(1)
+    diff = rng.normal(0.02, 0.3, size=5000)
+    boot = stats.paired_bootstrap(diff, n_resamples=2000, seed=0)
+    se = diff.std() / np.sqrt(diff.size)
+    assert boot["low"] < boot["mean"] < boot["high"]
+    assert boot["high"] - boot["low"] == pytest.approx(2 * 1.96 * se, rel=0.1)
+    assert stats.paired_bootstrap(diff, n_resamples=2000, seed=0) == boot
+    t = stats.one_sided_t(np.array([0.01, 0.012, 0.011]))
+    assert t["significant"] and t["critical"] == pytest.approx(2.92, abs=0.01)
+    assert not stats.one_sided_t(np.array([0.01, -0.02, 0.011]))["significant"]
+    with pytest.raises(ValueError, match="booleans"):
+        stats.mcnemar_exact(np.array([0.5]), np.array([1]))
+
+
+def test_balanced_joint_loss_gives_C_its_share_of_Rs_gradient() -> None:
+    """With the balanced loss, ℓ_X's share of R's gradient on the measured batch is C."""
+    torch.manual_seed(0)
+    R = torch.nn.Linear(8, 8)
+    T = torch.nn.Linear(8, 3)
+    y, x, z = torch.randn(16, 8), torch.randn(16, 8), torch.randint(0, 3, (16,))
+    loss = losses.JointLoss(0.3, losses.cross_entropy, lambda xh, x: 100 * ((xh - x) ** 2).sum(1).mean(), balanced=True)
+    terms = loss.terms(R(y), T(R(y)), x, z)
+    loss.update_scales(losses.gradient_norms(terms, R.parameters()))
+    total, _ = loss(R(y), T(R(y)), x, z)
+    weighted = {k: losses.gradient_norms({k: w * terms[k]}, R.parameters())[k] for k, w in loss.weights().items()}
+    assert weighted["reconstruction"] / sum(weighted.values()) == pytest.approx(0.3, rel=1e-6)
+    with pytest.raises(ValueError, match="0 < C < 1"):
+        losses.JointLoss(1.0, losses.cross_entropy, balanced=True)
+    with pytest.raises(RuntimeError, match="update_scales"):
+        losses.JointLoss(0.5, losses.cross_entropy, balanced=True)(R(y), T(R(y)), x, z)
+
+
+def test_separate_clipping_keeps_T_step_independent_of_lX() -> None:
+    """Clipping R and T separately: T's gradient after clipping does not shrink when ℓ_X grows."""
+    from tarlib.nets import TaskAdapted
+
+    def T_grad_norm(clip: str, scale: float) -> float:
+        torch.manual_seed(0)
+        model = TaskAdapted(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+        batch = (torch.randn(8, 4) * scale, torch.randn(8, 4), torch.randint(0, 2, (8,)))
+        seen = []
+        training.train(model, [batch], "joint", C=0.5, steps=1, clip=clip, progress=False,
+                       callback=lambda *_: seen.append(float(torch.cat([p.grad.flatten() for p in model.T.parameters()]).norm())))
+        return seen[0]
+
+    assert T_grad_norm("separate", 100.0) == pytest.approx(T_grad_norm("separate", 1.0), rel=0.5)
+    assert T_grad_norm("joint", 100.0) < 0.1 * T_grad_norm("joint", 1.0)
+
+
+def test_fast_round2_pipeline_makes_its_choices_on_validation_and_resumes(tmp_path: Path, monkeypatch) -> None:
+    """A smoke-size round 2 (fewer candidates): stage by stage, choices on validation, evaluated draws, resume."""
+    for name, value in {"MU_CANDIDATES": (0.1, 0.2), "MU_STOP": 6, "MU_FIT_FROM": 2, "LR_GRID": ((1e-3, 0),),
+                        "C_SWEEP": (0.5, 1.0), "C_BALANCED": (0.5,), "SEEDS": (0, 1), "TEST_DRAWS": 2}.items():
+        monkeypatch.setattr(round2, name, value)
+    runs, results = tmp_path / "runs", tmp_path / "round2"
+    extra = ("--steps", "8", "--pretrain-steps", "8", "--eval-every", "2", "--batch-size", "8", "--no-progress")
+    choices = round2.run(runs, results, fast=True, extra=extra)
+    assert set(choices) == {"mu", "lr", "best_C"} and choices["best_C"]["C"] == 0.5
+    assert choices["mu"]["chosen"] in (0.1, 0.2) and set(choices["mu"]["fits"]) == {"0.1", "0.2"}
+    assert json.loads((results / "choices.json").read_text()) == choices
+    seq = json.loads((results / "r2_sequential_s1.json").read_text())
+    assert len(seq["evaluation"]["test"]) == 2 and seq["protocol"]["blob"] == git_blob(PROTOCOL)
+    assert seq["config"]["init_task"].endswith("r2_pretrain_T_s1/T.pt") and seq["gradient_balance"]["g_task"] > 0
+    predictions = np.load(results / "predictions" / "r2_sequential_s1.npz")
+    assert predictions["test"].shape == (2, 500) and predictions["test"].dtype == np.uint8
+    joint = json.loads((results / "r2_joint_C0.5_s0.json").read_text())
+    assert len(joint["evaluation"]["val"]) == 3 and joint["config"]["clip"] == "separate"
+    balanced = json.loads((results / "r2_balanced_C0.5_s0.json").read_text())
+    assert balanced["config"]["balanced"] and "loss_scales" in balanced["gradient_balance"]
+    true = json.loads((results / "r2_pretrain_T_s0.json").read_text())["evaluation"]["test_true_images"]
+    assert len(true) == 1
+
+    def no_run(argv: list[str]) -> int:
+        raise AssertionError(f"finished row ran again: {argv}")
+
+    monkeypatch.setattr(round2.experiments, "main", no_run)
+    assert round2.run(runs, results, fast=True, extra=extra) == choices
