@@ -118,14 +118,14 @@ def _fixed_batches(images, targets, M, batch_size: int, seed: int, device) -> li
 
 
 def build_model(
-    experiment: str, recon: str | None = None, fast: bool = False, mu: float | None = None
+    experiment: str, recon: str | None = None, fast: bool = False, mu: float | None = None, norm: str = "batch"
 ) -> tuple[nets.TaskAdapted, physics.DataModel]:
     """T ∘ R of ``experiment`` with the sizes of a full run (or of ``--fast``), and its data model M.
 
     Every run of this module and :func:`tarlib.pretrained.load` build their networks here,
     so published weights always fit.  ``recon`` defaults to lgd (mnist) or lpd (segmentation).
     ``mu`` (mnist only) is the attenuation scale of the Poisson data model (default
-    :data:`tarlib.physics.MNIST_MU`).
+    :data:`tarlib.physics.MNIST_MU`).  ``norm`` is the segmentation U-Net's normalisation.
     """
     if experiment not in DEFAULTS:
         raise ValueError(f"experiment must be one of {sorted(DEFAULTS)}, got {experiment!r}")
@@ -151,7 +151,7 @@ def build_model(
     if experiment == "mnist":
         T: nn.Module = nets.SinogramClassifier(M.A.range_shape) if R is None else nets.Classifier()
     else:
-        T = nets.UNet(1, 2, depth=2 if fast else UNET_DEPTH, width=4 if fast else UNET_WIDTH)
+        T = nets.UNet(1, 2, depth=2 if fast else UNET_DEPTH, width=4 if fast else UNET_WIDTH, norm=norm)
     return nets.TaskAdapted(R, T), M
 
 
@@ -206,7 +206,7 @@ def mnist_experiment(args: argparse.Namespace, device: torch.device) -> Experime
 
 def segmentation_experiment(args: argparse.Namespace, device: torch.device) -> Experiment:
     """Section 5.2: grey-matter segmentation of brain slices from 0.1%-noise data (30 angles)."""
-    model, M = build_model("segmentation", args.recon, args.fast)
+    model, M = build_model("segmentation", args.recon, args.fast, norm=args.unet_norm)
     M.to(device)
     train, val = data.load_brain("train"), data.load_brain("val")
     augment = data.RandomRigid(max_shift=5.0, max_rotation_deg=10.0)
@@ -254,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"mnist only: attenuation scale of the Poisson data model (default {physics.MNIST_MU})")
     p.add_argument("--validation", choices=("last", "stratified"), default="last",
                    help="mnist only: validation = the last training images (round 1) or a class-stratified split")
+    p.add_argument("--unet-norm", choices=nets.NORMS, default="batch",
+                   help="segmentation only: the U-Net's normalisation (group norm keeps no running statistics)")
     p.add_argument("--stop-at", type=int, default=None,
                    help="stop at this step (checkpoint + partial.json); rerun without it to finish the same run")
     p.add_argument("--protocol", type=Path, default=None, help="the protocol file this run follows (its git blob is recorded)")
@@ -295,6 +297,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         (args.mu is not None and args.experiment != "mnist", "--mu applies to the mnist experiment only"),
         (args.mu is not None and not (args.mu or 0) > 0, f"--mu must be > 0, got {args.mu}"),
         (args.validation != "last" and args.experiment != "mnist", "--validation applies to the mnist experiment only"),
+        (args.unet_norm != "batch" and args.experiment != "segmentation", "--unet-norm applies to segmentation only"),
         (args.stop_at is not None and not 1 <= (args.stop_at or 0) <= args.steps,
          f"--stop-at must lie in [1, --steps], got {args.stop_at}"),
         (args.protocol is not None and not Path(args.protocol or "").is_file(), f"--protocol {args.protocol} is no file"),
@@ -343,7 +346,11 @@ def _git_commit() -> str | None:
 def _check_out(args: argparse.Namespace) -> str | None:
     """A problem with reusing ``--out`` (another run's settings), or None; records the settings."""
     config, config_file = _config(args), args.out / "config.json"
-    if config_file.exists() and json.loads(config_file.read_text()) != config:
+    # options added after a run started count as their defaults (the run could not have set them)
+    defaults = vars(build_parser().parse_args([args.experiment, "--out", str(args.out)]))
+    stored = json.loads(config_file.read_text()) if config_file.exists() else config
+    stored = {k: stored.get(k, defaults[k]) for k in config}
+    if stored != config:
         return f"{args.out} holds a run with other settings ({config_file}); rerun it unchanged or choose another --out"
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(config_file, config)

@@ -237,14 +237,22 @@ class Classifier(nn.Module):
         return self.dense(self.features(x).flatten(1))
 
 
-def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
-    """(conv3×3 → batch norm → ReLU) twice: the U-Net's building block."""
+NORMS = ("batch", "group")
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    """Batch norm, or group norm with 8 groups (fewer when there are fewer channels)."""
+    return nn.BatchNorm2d(channels) if kind == "batch" else nn.GroupNorm(math.gcd(8, channels), channels)
+
+
+def _double_conv(c_in: int, c_out: int, norm: str = "batch") -> nn.Sequential:
+    """(conv3×3 → normalisation → ReLU) twice: the U-Net's building block."""
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
+        _norm(norm, c_out),
         nn.ReLU(),
         nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
+        _norm(norm, c_out),
         nn.ReLU(),
     )
 
@@ -252,20 +260,23 @@ def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
 class UNet(nn.Module):
     """A U-Net (Ronneberger et al. 2015) returning per-pixel logits [B, out_ch, H, W].
 
-    ``depth`` 2×2 poolings; level i has ``width·2^i`` channels; batch norm and
-    ReLU; transposed convolutions upsample and skip connections concatenate.
-    H and W must be divisible by 2^depth.
+    ``depth`` 2×2 poolings; level i has ``width·2^i`` channels; ``norm`` (batch
+    norm, or group norm, which keeps no running statistics and so behaves the same
+    in training and evaluation) and ReLU; transposed convolutions upsample and skip
+    connections concatenate.  H and W must be divisible by 2^depth.
     """
 
-    def __init__(self, in_ch: int = 1, out_ch: int = 2, depth: int = 3, width: int = 16):
+    def __init__(self, in_ch: int = 1, out_ch: int = 2, depth: int = 3, width: int = 16, norm: str = "batch"):
         super().__init__()
         if depth < 0 or width < 1:
             raise ValueError(f"need depth ≥ 0 and width ≥ 1, got depth={depth}, width={width}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         self.in_ch, self.out_ch, self.depth = in_ch, out_ch, depth
         chans = [width * 2**i for i in range(depth + 1)]
-        self.down = nn.ModuleList(_double_conv(c_in, c) for c_in, c in zip([in_ch, *chans[:-1]], chans))
+        self.down = nn.ModuleList(_double_conv(c_in, c, norm) for c_in, c in zip([in_ch, *chans[:-1]], chans))
         self.upsample = nn.ModuleList(nn.ConvTranspose2d(2 * c, c, 2, stride=2) for c in chans[:-1])
-        self.up = nn.ModuleList(_double_conv(2 * c, c) for c in chans[:-1])
+        self.up = nn.ModuleList(_double_conv(2 * c, c, norm) for c in chans[:-1])
         self.head = nn.Conv2d(width, out_ch, 1)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -212,3 +212,17 @@ def test_fast_round2_pipeline_makes_its_choices_on_validation_and_resumes(tmp_pa
 
     monkeypatch.setattr(round2.experiments, "main", no_run)
     assert round2.run(runs, results, fast=True, extra=extra) == choices
+
+
+def test_a_run_started_before_an_option_existed_still_resumes(tmp_path: Path) -> None:
+    from tarlib import experiments
+
+    args = experiments.parse_args(["mnist", "--strategy", "pretrain_reconstruction", "--fast", "--out", str(tmp_path)])
+    assert experiments._check_out(args) is None
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["unet_norm"]  # as written by a run that started before --unet-norm was added
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert experiments._check_out(args) is None
+    other = experiments.parse_args(["mnist", "--strategy", "pretrain_reconstruction", "--fast", "--mu", "0.3",
+                                    "--out", str(tmp_path)])
+    assert "other settings" in experiments._check_out(other)
