@@ -672,16 +672,21 @@ def _main_round2(args: argparse.Namespace) -> int:
     extra = ("--no-progress",) if args.no_progress else ()
     if args.device is not None:
         extra += ("--device", args.device)
+    parts = round2.PARTS if args.only is None else ("segmentation",) if args.only == "segmentation" else ("mnist",)
     if args.list:
         choices = round2.load_choices(results)
-        determined, pending = round2.rows(choices)
-        for row in [*(round2.mu_stage_rows() if "mu" not in choices else []), *determined]:
-            stop = ("--stop-at", str(round2.MU_STOP)) if "mu" not in choices else ()
+        determined, pending = [], []
+        for part, listing in (("mnist", round2.rows), ("segmentation", round2.seg_rows)):
+            if part in parts:
+                found, waiting = listing(choices)
+                determined, pending = determined + found, pending + waiting
+        for row in [*(round2.mu_stage_rows() if "mu" not in choices and "mnist" in parts else []), *determined]:
+            stop = ("--stop-at", str(round2.MU_STOP)) if row in round2.mu_stage_rows() and "mu" not in choices else ()
             print(f"{row.name}: python -m tarlib.experiments {' '.join(row.argv(args.runs, fast, (*extra, *stop)))}")
         for what in pending:
             print(f"(further rows wait for the choice of {what})")
         return 0
-    choices = round2.run(args.runs, results, fast, extra)
+    choices = round2.run(args.runs, results, fast, extra, parts)
     print(f"[reproduce] round 2: choices so far {json.dumps(choices)}")
     return 0
 

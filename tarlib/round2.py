@@ -44,6 +44,9 @@ BEST_C_TIE = 0.0005
 SEEDS = (0, 1, 2)
 STEPS = {"pretrain_R": 8000, "pretrain_T": 3000, "grid": 1000, "finetune": 3000, "baseline": 11000}
 DRAW_SEED, TEST_DRAWS, VAL_DRAWS = 20261130, 5, 3
+# segmentation (section 5.2)
+SEG_C = (0.0, 0.1, 0.5, 0.9, 0.99, 0.999)
+SEG_FIRST_STEPS, SEG_EVAL_EVERY, SEG_MAX_STEPS, SEG_PLATEAU = 1500, 100, 800, 0.005
 
 
 def draw_seed(split: str, d: int) -> int:
@@ -220,7 +223,11 @@ def load_run(run: Path) -> tuple[Any, physics.DataModel, dict[str, Any]]:
     """T ∘ R of a finished run directory (R from the run, or from the run it started from), its M and summary."""
     summary = json.loads((run / "metrics.json").read_text())
     config = summary["config"]
-    model, M = experiments.build_model("mnist", config["recon"], config["fast"], _mu_of(summary))
+    if summary["experiment"] == "mnist":
+        model, M = experiments.build_model("mnist", config["recon"], config["fast"], _mu_of(summary))
+    else:
+        model, M = experiments.build_model("segmentation", config["recon"], config["fast"],
+                                           norm=config.get("unet_norm", "batch"))
     R_file = run / "R.pt" if (run / "R.pt").is_file() else config.get("init_reconstruction")
     if model.R is not None and R_file is not None:
         training.load_weights(model.R, R_file)
@@ -303,23 +310,132 @@ def decide(choices: dict[str, Any], runs: Path, results: Path) -> dict[str, Any]
     return choices
 
 
-def run(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Run the protocol's stages as far as they go (resumable); return the choices made."""
+PARTS = ("mnist", "segmentation")
+
+
+def run(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[str, ...] = (),
+        parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
+    """Run the protocol's stages of ``parts`` as far as they go (resumable); return the choices made."""
+    if not set(parts) <= set(PARTS):
+        raise ValueError(f"parts must be among {PARTS}, got {parts}")
     results.mkdir(parents=True, exist_ok=True)
     choices = load_choices(results)
-    for row in mu_stage_rows():
+    for row in mu_stage_rows() if "mnist" in parts else []:
         done = [(runs / row.name / f).is_file() for f in ("metrics.json", "partial.json")]
         if "mu" not in choices and not any(done):
             _run(row.argv(runs, fast, (*extra, "--stop-at", str(MU_STOP))))
     while True:
-        new = decide(choices, runs, results)
+        new = decide_seg(decide(choices, runs, results), runs, results)
         if new != choices:
             choices = new
             write_json(results / "choices.json", choices)
-        todo = [r for r in rows(choices)[0] if not (results / f"{r.name}.json").is_file()]
+        listed = (rows(choices)[0] if "mnist" in parts else []) + (seg_rows(choices)[0] if "segmentation" in parts else [])
+        todo = [r for r in listed if not (results / f"{r.name}.json").is_file()]
         if not todo:
             return choices
-        row = todo[0]  # rows() lists every row after the rows it starts from
+        row = todo[0]  # the rows are listed after the rows they start from
         if not (runs / row.name / "metrics.json").is_file():
             _run(row.argv(runs, fast, extra))
-        evaluate_row(row.name, runs, results, choices)
+        if row.experiment == "mnist":
+            evaluate_row(row.name, runs, results, choices)
+        else:
+            evaluate_seg_row(row.name, runs, results)
+
+
+# ----------------------------------------------------------------------------- segmentation (section 5.2)
+
+
+def choose_seg_steps(curves: list[list[dict[str, float]]]) -> dict[str, Any]:
+    """Steps N of every other segmentation row, from the first runs' validation Dice curves.
+
+    For each curve: the 3-point running mean m_k of the Dice at evaluation k; the plateau
+    step is the first evaluation after which m never rises more than ``SEG_PLATEAU`` above
+    m_k.  N is the larger plateau of the curves, capped at ``SEG_MAX_STEPS`` (the budget).
+    """
+    plateaus = []
+    for curve in curves:
+        steps = [e["step"] for e in curve]
+        dice = np.array([e["dice"] for e in curve], dtype=float)
+        if len(dice) < 4:
+            raise ValueError(f"need ≥ 4 validation evaluations per curve, got {len(dice)}")
+        mean = np.convolve(dice, np.ones(3) / 3, mode="valid")  # m_k for k = 2, 3, ...
+        k = next(k for k in range(len(mean)) if (mean[k + 1 :] - mean[k] <= SEG_PLATEAU).all())
+        plateaus.append(steps[k + 2])
+    return {"steps": min(max(plateaus), SEG_MAX_STEPS), "plateaus": plateaus, "cap": SEG_MAX_STEPS}
+
+
+def seg_rows(choices: dict[str, Any]) -> tuple[list[Row], list[str]]:
+    """The segmentation rows of the protocol that the choices made so far determine."""
+    common = ("--unet-norm", "group", "--protocol", str(PROTOCOL_FILE))
+    both = ("--clip", "separate")
+    first = {"steps": SEG_FIRST_STEPS, "eval_every": SEG_EVAL_EVERY}
+    out = [Row("r2_seg_pretrain_R_s0", "segmentation", ("--strategy", "pretrain_reconstruction", *common), **first),
+           Row("r2_seg_sequential_s0", "segmentation", ("--strategy", "sequential", *common),
+               init_reconstruction="r2_seg_pretrain_R_s0", **first),
+           Row("r2_seg_joint_C0.5_s0", "segmentation", ("--strategy", "joint", "--C", "0.5", *both, *common), **first)]
+    if "seg_steps" not in choices:
+        return out, ["segmentation steps N (first runs)"]
+    n = {"steps": choices["seg_steps"]["steps"], "eval_every": SEG_EVAL_EVERY}
+    out.append(Row("r2_seg_pretrain_T_s0", "segmentation", ("--strategy", "pretrain_task", *common),
+                   init_reconstruction="r2_seg_pretrain_R_s0", **n))
+    for C in SEG_C:
+        if C != 0.5:
+            out.append(Row(f"r2_seg_joint_C{_c(C)}_s0", "segmentation", ("--strategy", "joint", "--C", _c(C), *both,
+                           *common), **n))
+    for s in SEEDS:
+        if s:
+            out.append(Row(f"r2_seg_pretrain_R_s{s}", "segmentation", ("--strategy", "pretrain_reconstruction",
+                           *common), seed=s, **n))
+            out.append(Row(f"r2_seg_sequential_s{s}", "segmentation", ("--strategy", "sequential", *common), seed=s,
+                           init_reconstruction=f"r2_seg_pretrain_R_s{s}", **n))
+        out.append(Row(f"r2_seg_fbp_unet_s{s}", "segmentation", ("--strategy", "end_to_end", "--recon", "fbp",
+                       *common), seed=s, **n))
+    if "seg_best_C" not in choices:
+        return out, ["best segmentation C (joint rows, seed 0)"]
+    best = choices["seg_best_C"]["C"]
+    for s in SEEDS[1:]:
+        out.append(Row(f"r2_seg_joint_C{_c(best)}_s{s}", "segmentation", ("--strategy", "joint", "--C", _c(best),
+                       *both, *common), seed=s, **n))
+    return out, []
+
+
+@torch.no_grad()
+def evaluate_seg_row(name: str, runs: Path, results: Path) -> dict[str, Any]:
+    """Per-slice test Dice, IoU and PSNR of a finished segmentation row (one noise draw, shared by all rows)."""
+    from tarlib import metrics
+
+    model, M, summary = load_run(runs / name)
+    test = data.load_brain("test")
+    per_slice: dict[str, list[float]] = {"dice": [], "iou": [], "psnr": []}
+    batch = experiments.EVAL_BATCH["segmentation"]
+    for x, y, z in experiments._fixed_batches(test.images, test.masks, M, batch, draw_seed("test", 0), "cpu"):
+        x_hat, logits = model(y)
+        per_slice["dice"] += metrics.dice(logits, z).tolist()
+        per_slice["iou"] += metrics.iou(logits, z).tolist()
+        if x_hat is not None:
+            per_slice["psnr"] += metrics.psnr(x_hat, x).tolist()
+    summary["evaluation"] = {"test_per_slice": per_slice,
+                             "test": {k: float(np.mean(v)) for k, v in per_slice.items() if v}}
+    write_json(results / f"{name}.json", summary)
+    return summary
+
+
+def decide_seg(choices: dict[str, Any], runs: Path, results: Path) -> dict[str, Any]:
+    """The segmentation choices whose validation evidence is complete (steps N, then the best C)."""
+    choices = dict(choices)
+    if "seg_steps" not in choices:
+        files = [results / f"r2_seg_{r}_s0.json" for r in ("sequential", "joint_C0.5")]
+        if not all(f.is_file() for f in files):
+            return choices
+        choices["seg_steps"] = choose_seg_steps([json.loads(f.read_text())["validation"] for f in files])
+    if "seg_best_C" not in choices:
+        final = {}
+        for C in SEG_C:
+            path = results / f"r2_seg_joint_C{_c(C)}_s0.json"
+            if not path.is_file():
+                return choices
+            final[C] = json.loads(path.read_text())["validation"][-1]["dice"]
+        eligible = {C: d for C, d in final.items() if 0 < C < 1}
+        choices["seg_best_C"] = {"C": max(eligible, key=lambda C: (eligible[C], C)),
+                                 "validation_dice": {_c(C): d for C, d in final.items()}}
+    return choices

@@ -42,7 +42,7 @@ def test_protocol_sets_match_the_code() -> None:
 def test_list_shows_the_protocol_rows(tmp_path: Path, capsys) -> None:
     """``--round 2 --list``: the μ stage first; with every choice made, exactly the protocol's rows."""
     results = tmp_path / "round2"
-    assert reproduce.main(["--round", "2", "--list", "--results", str(tmp_path)]) == 0
+    assert reproduce.main(["--round", "2", "--list", "--only", "mnist", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert [line.split(":")[0] for line in out.splitlines()[:4]] == [r.name for r in round2.mu_stage_rows()]
     assert "--stop-at 2000" in out and "--mu 0.15" in out and "further rows wait for the choice of μ" in out
@@ -51,7 +51,7 @@ def test_list_shows_the_protocol_rows(tmp_path: Path, capsys) -> None:
     choices = {"mu": {"chosen": 0.2}, "lr": {"sequential": {"lr": 3e-4, "warmup": 0},
                                            "joint": {"lr": 1e-4, "warmup": 300}}, "best_C": {"C": 0.03}}
     (results / "choices.json").write_text(json.dumps(choices))
-    assert reproduce.main(["--round", "2", "--list", "--results", str(tmp_path)]) == 0
+    assert reproduce.main(["--round", "2", "--list", "--only", "mnist", "--results", str(tmp_path)]) == 0
     names = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()]
     expected = {f"r2_{kind}_s{s}" for kind in ("pretrain_T", "sequential", "end_to_end", "joint_C0.5", "joint_C0.03")
                 for s in (0, 1, 2)} | {f"r2_pretrain_R_mu0.2_s{s}" for s in (0, 1, 2)}
@@ -226,3 +226,26 @@ def test_a_run_started_before_an_option_existed_still_resumes(tmp_path: Path) ->
     other = experiments.parse_args(["mnist", "--strategy", "pretrain_reconstruction", "--fast", "--mu", "0.3",
                                     "--out", str(tmp_path)])
     assert "other settings" in experiments._check_out(other)
+
+
+def test_segmentation_steps_rule_and_rows() -> None:
+    def curve(values: list[float]) -> list[dict[str, float]]:
+        return [{"step": 100 * (k + 1), "dice": v} for k, v in enumerate(values)]
+
+    rising = curve([0.5, 0.6, 0.7, 0.8, 0.85, 0.88, 0.89, 0.891, 0.892, 0.892, 0.891, 0.892])
+    flat_early = curve([0.8, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9])
+    choice = round2.choose_seg_steps([rising, flat_early])
+    m = np.convolve([e["dice"] for e in rising], np.ones(3) / 3, mode="valid")
+    k = next(k for k in range(len(m)) if (m[k + 1:] - m[k] <= round2.SEG_PLATEAU).all())
+    assert choice["plateaus"][0] == rising[k + 2]["step"] and choice["plateaus"][1] == 400
+    assert choice["steps"] == min(max(choice["plateaus"]), round2.SEG_MAX_STEPS)
+    with pytest.raises(ValueError, match="≥ 4"):
+        round2.choose_seg_steps([curve([0.5, 0.6])])
+    first, pending = round2.seg_rows({})
+    assert [r.name for r in first] == ["r2_seg_pretrain_R_s0", "r2_seg_sequential_s0", "r2_seg_joint_C0.5_s0"]
+    assert all(r.steps == round2.SEG_FIRST_STEPS and "group" in r.args for r in first) and pending
+    rows, pending = round2.seg_rows({"seg_steps": {"steps": 600}, "seg_best_C": {"C": 0.9}})
+    names = {r.name for r in rows}
+    assert not pending and {f"r2_seg_joint_C{C:g}_s0" for C in round2.SEG_C} <= names
+    assert {f"r2_seg_{k}_s{s}" for k in ("sequential", "fbp_unet", "joint_C0.9") for s in (0, 1, 2)} <= names
+    assert all(r.steps == 600 for r in rows if r.name not in {f.name for f in first})
