@@ -686,8 +686,14 @@ def _main_round2(args: argparse.Namespace) -> int:
         for what in pending:
             print(f"(further rows wait for the choice of {what})")
         return 0
-    choices = round2.run(args.runs, results, fast, extra, parts)
-    print(f"[reproduce] round 2: choices so far {json.dumps(choices)}")
+    if not args.tables_only:
+        choices = round2.run(args.runs, results, fast, extra, parts)
+        print(f"[reproduce] round 2: choices so far {json.dumps(choices)}")
+    if not results.is_dir():
+        print(f"[reproduce] round 2: {results} does not exist yet: nothing to tabulate")
+        return 0
+    for path in round2.write_tables(results):
+        print(f"[reproduce] wrote {path}")
     return 0
 
 

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from tarlib import data, experiments, physics, training
+from tarlib import data, experiments, physics, stats, training
 from tarlib.config import git_blob, write_json
 from tarlib.reproduce import Row
 
@@ -238,6 +239,7 @@ def load_run(run: Path) -> tuple[Any, physics.DataModel, dict[str, Any]]:
 
 def evaluate_row(name: str, runs: Path, results: Path, choices: dict[str, Any]) -> dict[str, Any]:
     """Evaluate a finished row on its draws; write ``results/<row>.json`` and ``predictions/<row>.npz``."""
+    start = time.perf_counter()
     model, M, summary = load_run(runs / name)
     plan = evaluation_plan(name, choices)
     train_images, train_labels = data.load_mnist("train")
@@ -255,6 +257,7 @@ def evaluate_row(name: str, runs: Path, results: Path, choices: dict[str, Any]) 
             evaluation["test_true_images"], arrays["test_true_images"] = evaluate_draws(
                 model, M, images, labels, [0], true_images=True)
     summary["evaluation"] = evaluation
+    summary["evaluation_time_s"] = round(time.perf_counter() - start, 2)
     (results / "predictions").mkdir(parents=True, exist_ok=True)
     if arrays:
         np.savez_compressed(results / "predictions" / f"{name}.npz", **arrays)
@@ -286,14 +289,16 @@ def decide(choices: dict[str, Any], runs: Path, results: Path) -> dict[str, Any]
     """Make every choice of the protocol whose validation evidence is complete; return the new choices."""
     choices = dict(choices)
     if "mu" not in choices:
-        histories = {}
+        histories, seconds = {}, 0.0
         for row in mu_stage_rows():
-            files = [runs / row.name / f for f in ("metrics.json", "partial.json")]
+            files = [runs / row.name / f for f in ("partial.json", "metrics.json")]
             found = next((f for f in files if f.is_file()), None)
             if found is None:
                 return choices
-            histories[float(row.args[row.args.index("--mu") + 1])] = json.loads(found.read_text())["validation"]
-        choices["mu"] = choose_mu(histories)
+            stage = json.loads(found.read_text())
+            histories[float(row.args[row.args.index("--mu") + 1])] = stage["validation"]
+            seconds += stage["wall_time_s"]
+        choices["mu"] = choose_mu(histories) | {"wall_time_s": round(seconds, 2)}
     if "lr" not in choices:
         lr = {}
         for strategy in ("sequential", "joint"):
@@ -404,6 +409,7 @@ def evaluate_seg_row(name: str, runs: Path, results: Path) -> dict[str, Any]:
     """Per-slice test Dice, IoU and PSNR of a finished segmentation row (one noise draw, shared by all rows)."""
     from tarlib import metrics
 
+    start = time.perf_counter()
     model, M, summary = load_run(runs / name)
     test = data.load_brain("test")
     per_slice: dict[str, list[float]] = {"dice": [], "iou": [], "psnr": []}
@@ -416,6 +422,7 @@ def evaluate_seg_row(name: str, runs: Path, results: Path) -> dict[str, Any]:
             per_slice["psnr"] += metrics.psnr(x_hat, x).tolist()
     summary["evaluation"] = {"test_per_slice": per_slice,
                              "test": {k: float(np.mean(v)) for k, v in per_slice.items() if v}}
+    summary["evaluation_time_s"] = round(time.perf_counter() - start, 2)
     write_json(results / f"{name}.json", summary)
     return summary
 
@@ -439,3 +446,197 @@ def decide_seg(choices: dict[str, Any], runs: Path, results: Path) -> dict[str, 
         choices["seg_best_C"] = {"C": max(eligible, key=lambda C: (eligible[C], C)),
                                  "validation_dice": {_c(C): d for C, d in final.items()}}
     return choices
+
+
+# ----------------------------------------------------------------------------- tables, statistics, targets
+
+
+def _load(results: Path, name: str) -> dict[str, Any] | None:
+    path = results / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _draw_mean(summary: dict[str, Any], part: str, metric: str) -> float | None:
+    draws = summary.get("evaluation", {}).get(part, [])
+    values = [d[metric] for d in draws if metric in d]
+    return float(np.mean(values)) if values else None
+
+
+def _cell(values: list[float], digits: int, scale: float = 1.0) -> str:
+    values = [scale * v for v in values if v is not None]
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+
+
+def _seeded(prefix: str) -> list[str]:
+    return [f"{prefix}_s{s}" for s in SEEDS]
+
+
+def table_rows(choices: dict[str, Any]) -> list[tuple[str, list[str], str]]:
+    """Table 1 of round 2: (label, row names over seeds, evaluation part)."""
+    best = choices.get("best_C", {}).get("C")
+    out = [("classifier on true images (eq. (5))", ["r2_pretrain_T_s0"], "test_true_images"),
+           ("pre-training: T ∘ R, separately trained", _seeded("r2_pretrain_T"), "test"),
+           ("sequential (eq. (13))", _seeded("r2_sequential"), "test"),
+           ("end-to-end (eq. (16))", _seeded("r2_end_to_end"), "test")]
+    if best is not None:
+        out.append((f"joint, best C = {_c(best)} (chosen on validation)", _seeded(f"r2_joint_C{_c(best)}"), "test"))
+    out += [("joint, C = 0.5 (eq. (20))", _seeded("r2_joint_C0.5"), "test"),
+            ("joint, C = 0.01", ["r2_joint_C0.01_s0"], "test"), ("joint, C = 0.999", ["r2_joint_C0.999_s0"], "test"),
+            ("FBP + classifier", ["r2_fbp_classifier"], "test"), ("CNN on the sinogram", ["r2_sinogram_cnn"], "test")]
+    return out
+
+
+def mnist_table(results: Path, choices: dict[str, Any]) -> str:
+    """Table 1 of round 2 as Markdown: accuracy, L2 and cross-entropy, mean over draws, mean ± std over seeds."""
+    lines = ["| method | accuracy (%) | L2 loss | cross-entropy | seeds | test draws |", "|---|---:|---:|---:|---:|---:|"]
+    for label, names, part in table_rows(choices):
+        runs = [r for r in (_load(results, n) for n in names) if r is not None and part in r.get("evaluation", {})]
+        draws = sorted({len(r["evaluation"][part]) for r in runs})
+        cells = [_cell([_draw_mean(r, part, "accuracy") for r in runs], 2, 100.0),
+                 _cell([_draw_mean(r, part, "l2") for r in runs], 2),
+                 _cell([_draw_mean(r, part, "cross_entropy") for r in runs], 3)]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {len(runs)} | {', '.join(map(str, draws)) or '—'} |")
+    return "\n".join(lines) + "\n"
+
+
+def sweep_points(results: Path, prefix: str, values: tuple[float, ...]) -> list[dict[str, Any]]:
+    """Per C of a sweep (seed 0): validation accuracy (3 draws), test accuracy and L2 (draw 0), task share."""
+    points = []
+    for C in values:
+        run = _load(results, f"{prefix}{_c(C)}_s0")
+        if run is None:
+            continue
+        test = run["evaluation"]["test"][0]
+        points.append({"C": C, "val_accuracy": _draw_mean(run, "val", "accuracy"), "test_accuracy": test["accuracy"],
+                       "l2": test["l2"], "task_share": (run.get("gradient_balance") or {}).get("task_share")})
+    return points
+
+
+def sweep_table(points: list[dict[str, Any]], what: str) -> str:
+    lines = [f"| {what} | validation accuracy (%, 3 draws) | test accuracy (%, 1 draw) | test L2 | task's share of R's gradient |",
+             "|---:|---:|---:|---:|---:|"]
+    for p in points:
+        share = "—" if p["task_share"] is None else f"{100 * p['task_share']:.1f} %"
+        val = "—" if p["val_accuracy"] is None else f"{100 * p['val_accuracy']:.2f}"
+        lines.append(f"| {_c(p['C'])} | {val} | {100 * p['test_accuracy']:.2f} | {p['l2']:.2f} | {share} |")
+    return "\n".join(lines) + "\n"
+
+
+def _correct(results: Path, name: str, labels: np.ndarray) -> np.ndarray | None:
+    """Per-image correctness [draws, N] of a row on the shared test draws, or None."""
+    path = results / "predictions" / f"{name}.npz"
+    if not path.is_file():
+        return None
+    predictions = np.load(path)["test"]
+    return predictions == labels[None, : predictions.shape[1]]  # smoke-size runs evaluate the first images only
+
+
+def comparison(results: Path, choices: dict[str, Any], a: str, b: str = "r2_sequential") -> dict[str, Any] | None:
+    """Paired statistics of row family ``a`` (e.g. the best joint C) against ``b`` over the seeds (target 1)."""
+    labels = data.load_mnist("test").labels.numpy()
+    pairs = [(_correct(results, f"{a}_s{s}", labels), _correct(results, f"{b}_s{s}", labels)) for s in SEEDS]
+    if any(v is None for pair in pairs for v in pair):
+        return None
+    per_seed = [{"seed": s, "difference_pp": 100 * float(x.mean() - y.mean()),
+                 "mcnemar_draw0": stats.mcnemar_exact(x[0], y[0])} for s, (x, y) in zip(SEEDS, pairs)]
+    diff = np.mean([x.mean(0) - y.mean(0) for x, y in pairs], axis=0)  # per image: seed-mean of draw-mean
+    return {"a": a, "b": b, "per_seed": per_seed, "bootstrap": stats.paired_bootstrap(diff)}
+
+
+def targets(results: Path, choices: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+    """The protocol's targets: (target, measured, verdict — None while the runs are missing)."""
+    out: list[tuple[str, str, bool | None]] = []
+    best = choices.get("best_C", {}).get("C")
+    stat = comparison(results, choices, f"r2_joint_C{_c(best)}") if best is not None else None
+    if stat is None:
+        out.append(("1. best joint C beats sequential (bootstrap CI excludes 0, every seed positive)", "—", None))
+    else:
+        b = stat["bootstrap"]
+        diffs = [p["difference_pp"] for p in stat["per_seed"]]
+        met = b["low"] > 0 and all(d > 0 for d in diffs)
+        out.append(("1. best joint C beats sequential (bootstrap CI excludes 0, every seed positive)",
+                    f"{100 * b['mean']:+.2f} pp, 95 % CI [{100 * b['low']:+.2f}, {100 * b['high']:+.2f}]; per seed "
+                    + ", ".join(f"{d:+.2f}" for d in diffs), met))
+    runs = [_load(results, n) for n in (_seeded(f"r2_joint_C{_c(best)}") if best is not None else [])]
+    if runs and all(r is not None for r in runs):
+        acc = float(np.mean([_draw_mean(r, "test", "accuracy") for r in runs]))
+        out.append(("2. best joint C ≥ 97.0 % (paper 97.00 %), 3 seeds × 5 draws", f"{100 * acc:.2f} %", acc >= 0.97))
+    else:
+        out.append(("2. best joint C ≥ 97.0 % (paper 97.00 %), 3 seeds × 5 draws", "—", None))
+    seg_best = choices.get("seg_best_C", {}).get("C")
+    seg = [(_load(results, f"r2_seg_joint_C{_c(seg_best)}_s{s}") if seg_best is not None else None,
+            _load(results, f"r2_seg_sequential_s{s}")) for s in SEEDS]
+    if all(j is not None and q is not None for j, q in seg):
+        diffs = np.array([j["evaluation"]["test"]["dice"] - q["evaluation"]["test"]["dice"] for j, q in seg])
+        t = stats.one_sided_t(diffs)
+        out.append(("3. segmentation: best joint C beats sequential in Dice (one-sided t, 2 df)",
+                    f"{t['mean']:+.4f} Dice, t = {t['t']:.2f} (critical {t['critical']:.2f})", bool(t["significant"])))
+    else:
+        out.append(("3. segmentation: best joint C beats sequential in Dice (one-sided t, 2 df)", "—", None))
+    for part, budget in (("mnist", 10.0), ("seg", 5.0)):
+        names = [p.stem for p in results.glob("r2_*.json") if p.stem.startswith("r2_seg_") == (part == "seg")]
+        seconds = sum(sum(json.loads((results / f"{n}.json").read_text()).get(k, 0)
+                          for k in ("wall_time_s", "evaluation_time_s")) for n in names)
+        # the μ stage's runs that were not continued count too (the chosen one's time is in its row)
+        hours = (seconds + (choices.get("mu", {}).get("wall_time_s", 0) if part == "mnist" else 0)) / 3600
+        complete = "best_C" in choices if part == "mnist" else "seg_best_C" in choices
+        out.append((f"4. {part}: ≤ {budget:g} CPU-hours on 2 cores", f"{hours:.2f} h in {len(names)} runs",
+                    hours <= budget if complete else None))
+    return out
+
+
+def targets_markdown(rows: list[tuple[str, str, bool | None]]) -> str:
+    verdict = {None: "not run yet", True: "met", False: "**missed**"}
+    return "\n".join(["| target | measured | verdict |", "|---|---|---|",
+                      *(f"| {t} | {m} | {verdict[v]} |" for t, m, v in rows)]) + "\n"
+
+
+def plot_sweep(results: Path, path: Path) -> bool:
+    """Accuracy and L2 against C on a log axis, eq. (18) and the balanced loss; False if no point exists."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plain = sweep_points(results, "r2_joint_C", C_SWEEP)
+    balanced = sweep_points(results, "r2_balanced_C", C_BALANCED)
+    if not plain:
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, label in ((axes[0], "val_accuracy", "validation accuracy (3 draws)"), (axes[1], "l2", "test L2 loss")):
+        for points, name, style in ((plain, "eq. (18)", "o-"), (balanced, "balanced: C = ℓ_X's share", "s--")):
+            joined = [p for p in points if p["C"] < 1 and p[key] is not None]
+            if joined:
+                ax.plot([p["C"] for p in joined], [p[key] for p in joined], style, label=name)
+        ends = [p for p in plain if p["C"] == 1 and p[key] is not None]
+        if ends:  # C = 1 leaves T untrained: a separate marker, not part of the curve
+            ax.plot([1.0], [ends[0][key]], "kx", markersize=9, label="C = 1 (T untrained)")
+        ax.set(xscale="log", xlabel="C", ylabel=label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Joint training on MNIST, round 2 (results/PROTOCOL.md), seed 0. "
+                 "Regenerate: python -m tarlib.reproduce --round 2 --tables-only", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def write_tables(results: Path = RESULTS) -> list[Path]:
+    """Write round 2's tables (table1.md, sweep.md, balanced.md, targets.md) and sweep.png from its JSON files."""
+    choices = load_choices(results)
+    files = {"table1.md": mnist_table(results, choices),
+             "sweep.md": sweep_table(sweep_points(results, "r2_joint_C", C_SWEEP), "C"),
+             "balanced.md": sweep_table(sweep_points(results, "r2_balanced_C", C_BALANCED), "C (balanced)"),
+             "targets.md": targets_markdown(targets(results, choices))}
+    written = []
+    for name, text in files.items():
+        (results / name).write_text(text)
+        written.append(results / name)
+    if plot_sweep(results, results / "sweep.png"):
+        written.append(results / "sweep.png")
+    return written

@@ -191,7 +191,7 @@ def test_fast_round2_pipeline_makes_its_choices_on_validation_and_resumes(tmp_pa
         monkeypatch.setattr(round2, name, value)
     runs, results = tmp_path / "runs", tmp_path / "round2"
     extra = ("--steps", "8", "--pretrain-steps", "8", "--eval-every", "2", "--batch-size", "8", "--no-progress")
-    choices = round2.run(runs, results, fast=True, extra=extra)
+    choices = round2.run(runs, results, fast=True, extra=extra, parts=("mnist",))
     assert set(choices) == {"mu", "lr", "best_C"} and choices["best_C"]["C"] == 0.5
     assert choices["mu"]["chosen"] in (0.1, 0.2) and set(choices["mu"]["fits"]) == {"0.1", "0.2"}
     assert json.loads((results / "choices.json").read_text()) == choices
@@ -211,7 +211,18 @@ def test_fast_round2_pipeline_makes_its_choices_on_validation_and_resumes(tmp_pa
         raise AssertionError(f"finished row ran again: {argv}")
 
     monkeypatch.setattr(round2.experiments, "main", no_run)
-    assert round2.run(runs, results, fast=True, extra=extra) == choices
+    assert round2.run(runs, results, fast=True, extra=extra, parts=("mnist",)) == choices
+
+    written = round2.write_tables(results)
+    assert results / "sweep.png" in written
+    table = (results / "table1.md").read_text()
+    seq_acc = np.mean([d["accuracy"] for d in seq["evaluation"]["test"]])
+    seq_accs = [np.mean([d["accuracy"] for d in json.loads((results / f"r2_sequential_s{s}.json").read_text())
+                         ["evaluation"]["test"]]) for s in (0, 1)]
+    assert f"| sequential (eq. (13)) | {100 * np.mean(seq_accs):.2f} ± {100 * np.std(seq_accs, ddof=1):.2f} |" in table
+    assert seq_acc in seq_accs
+    targets = (results / "targets.md").read_text()
+    assert "| 1. best joint C beats sequential" in targets and ("met" in targets or "missed" in targets)
 
 
 def test_a_run_started_before_an_option_existed_still_resumes(tmp_path: Path) -> None:
