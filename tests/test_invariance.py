@@ -38,7 +38,7 @@ def test_published_end_to_end_model_decides_the_same_under_every_B(end_to_end, n
         x_hat, logits = model(y)
         x_b, logits_b = invariance.wrap(model, MAPS[name]())(y)
     assert (logits_b.softmax(1) - logits.softmax(1)).abs().max().item() <= 1e-5
-    l2 = lambda r: (r - x).pow(2).flatten(1).sum(1).mean().item()  # noqa: E731
+    l2 = lambda r: (r - x).pow(2).flatten(1).sum(1).mean().item()
     assert l2(x_b) > 5 * l2(x_hat)  # the "reconstruction" is far from x
 
 
