@@ -17,7 +17,10 @@ Modules follow the paper's pieces:
 
 and the course's teaching aids: :mod:`tarlib.classical` (SVD, maximum
 likelihood, Tikhonov), :mod:`tarlib.bayes` (Bayes estimators in closed form),
-:mod:`tarlib.decisions` (τ, decisions, calibration) and :mod:`tarlib.plotting`.
+:mod:`tarlib.decisions` (τ, decisions, calibration), :mod:`tarlib.tradeoff` (the C
+trade-off of eq. (18) in a linear-Gaussian toy), :mod:`tarlib.invariance` (the
+non-uniqueness of end-to-end training), :mod:`tarlib.analysis` (loss scales, Figures 2
+and 3 from trained models) and :mod:`tarlib.plotting`.
 """
 
 from tarlib.config import default_device, fast_mode, pick, progress, setup, versions
