@@ -18,7 +18,7 @@ z ⊥ y | x holds by construction.  Everything is float64 and exact:
 
 The standard linear B's built from A (:func:`adjoint`, :func:`pseudo_inverse`,
 :func:`tikhonov`, :func:`wiener`, :func:`truncated_svd`, :func:`whitened_adjoint`,
-:func:`filtered_backprojection`), the row facts of a real ray transform
+:func:`fbp_filter_matrix`, :func:`filtered_backprojection`), the row facts of a real ray transform
 (:func:`row_facts`), a PCA Gaussian mixture fitted to MNIST (:func:`pca_mixture`) and a
 quantiser of a one- or two-dimensional statistic (:func:`quantiser_loss`) complete it.
 """
@@ -403,21 +403,27 @@ def wiener(model: LinearGaussianMixture) -> Tensor:
     return torch.linalg.solve(cov_y, model.A @ cov_x).T
 
 
+def fbp_filter_matrix(ray: physics.RayTransform, filter: str = "ram-lak", frequency_scaling: float = 1.0) -> Tensor:
+    """F [m, m]: the filter step of FBP (:func:`tarlib.physics.fbp_filter`) as a matrix, one
+    block per angle; column j is the filtered j-th unit sinogram."""
+    m = math.prod(ray.range_shape)
+    units = torch.eye(m, dtype=DTYPE).reshape(m, 1, *ray.range_shape)
+    with torch.no_grad():
+        return physics.fbp_filter(ray, units, filter, frequency_scaling).reshape(m, m).T.contiguous()
+
+
 def filtered_backprojection(ray: physics.RayTransform, filter: str = "ram-lak", frequency_scaling: float = 1.0,
                             zero_dead_lines: bool = False) -> Tensor:
     """B = A_pixᵀ F [n_pix, m]: the FBP image in pixels (:func:`tarlib.physics.fbp`) as a matrix.
 
-    Column j is the FBP of the j-th unit sinogram.  With ``zero_dead_lines`` the data of
-    lines that miss the image (zero rows of A) are set to 0 first: B = A_pixᵀ F D.
+    With ``zero_dead_lines`` the data of lines that miss the image (zero rows of A_pix)
+    are set to 0 before filtering: B = A_pixᵀ F D.
     """
-    m = math.prod(ray.range_shape)
-    units = torch.eye(m, dtype=DTYPE).reshape(m, 1, *ray.range_shape)
-    with torch.no_grad():
-        B = physics.fbp(ray, units, filter=filter, frequency_scaling=frequency_scaling)
-    B = B.reshape(m, -1).T.contiguous()
+    A_pix = classical.dense_matrix(ray, max_entries=math.prod(ray.range_shape) * math.prod(ray.domain_shape))
+    F = fbp_filter_matrix(ray, filter, frequency_scaling)
     if zero_dead_lines:
-        B[:, zero_rows(classical.dense_matrix(ray, max_entries=m * B.shape[0]))] = 0
-    return B
+        F[:, zero_rows(A_pix)] = 0
+    return A_pix.T @ F
 
 
 # --------------------------------------------------------------------------
@@ -570,6 +576,7 @@ __all__ = [
     "adjoint",
     "compare_posteriors",
     "detector_correlated_noise",
+    "fbp_filter_matrix",
     "filtered_backprojection",
     "pca_mixture",
     "pseudo_inverse",
