@@ -224,31 +224,36 @@ class LinearGaussianMixture:
             raise ValueError(f"y must be a batch [N, m] = [N, {self.m}], got {got}")
         return y.to(DTYPE)
 
-    def reduce(self, B: Tensor | None, rtol: float | None = None) -> Tensor:
-        """W = Qᵀ B [r, m], with Q [k, r] one orthonormal basis of ran B shared by all classes.
+    def range_basis(self, B: Tensor | None, rtol: float | None = None) -> Tensor | None:
+        """Q [k, r]: one orthonormal basis of ran B, shared by all classes (None for B=None).
 
-        B y always lies in ran B, so Qᵀ(B y) loses nothing, and W has full row rank r, so
-        W y has a positive definite covariance W (A C_k Aᵀ + Σ) Wᵀ under every class: its
-        density on ran B is the pseudo-density of B y, with no jitter.  ``rtol`` is the
-        relative singular-value tolerance that decides r (:func:`rank_tolerance`).
-        ``B=None`` means y itself (W = I).
+        B y always lies in ran B, so u = Qᵀ(B y) loses nothing, and W = QᵀB has full row
+        rank r, so u has a positive definite covariance W (A C_k Aᵀ + Σ) Wᵀ under every
+        class: its density is the pseudo-density of B y on ran B, with no jitter.  ``rtol``
+        is the relative singular-value tolerance that decides r (:func:`rank_tolerance`).
         """
         if B is None:
-            return torch.eye(self.m, dtype=DTYPE)
+            return None
         B = _tensor("B", B, 2)
         if B.shape[1] != self.m:
             raise ValueError(f"B must be [k, m] with rows in ℝ^m, m = {self.m}; got {list(B.shape)}")
         Q = range_basis(B, rtol)
         if Q.shape[1] == 0:
             raise ValueError("B is zero to within the rank tolerance: B y carries no information")
-        return Q.T @ B
+        return Q
 
     def _reduced(self, y: Tensor, B: Tensor | None, rtol: float | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        W = self.reduce(B, rtol)
-        return W, self._check_y(y) @ W.T, self.data_means @ W.T, W @ self.data_covs @ W.T
+        """W = QᵀB, the data u = Qᵀ(B y) (B y first, as a reconstruction would compute it), and
+        the class means [K, r] and covariances [K, r, r] of u."""
+        y, Q = self._check_y(y), self.range_basis(B, rtol)
+        if Q is None:
+            return torch.eye(self.m, dtype=DTYPE), y, self.data_means, self.data_covs
+        B = B.to(DTYPE)
+        W = Q.T @ B
+        return W, (y @ B.T) @ Q, self.data_means @ W.T, W @ self.data_covs @ W.T
 
     def class_posterior(self, y: Tensor, B: Tensor | None = None, rtol: float | None = None) -> Tensor:
-        """P(z | y) [N, K], or P(z | B y) for a matrix B [k, m] (see :meth:`reduce`)."""
+        """P(z | y) [N, K], or P(z | B y) for a matrix B [k, m] (see :meth:`range_basis`)."""
         _, u, means, covs = self._reduced(y, B, rtol)
         log_joint = _log_gaussians(u, means, covs) + torch.log(self.weights)
         return torch.softmax(log_joint, dim=1)
@@ -305,9 +310,9 @@ class LinearGaussianMixture:
         if method == "closed form" or (method == "auto" and self._closed_form_applies()):
             if not self._closed_form_applies():
                 raise ValueError("the closed form Φ(Δ/2) needs K = 2, equal weights and equal class covariances")
-            W = self.reduce(B, rtol)
-            diff = W @ (self.data_means[1] - self.data_means[0])
-            delta = float(diff @ torch.linalg.solve(W @ self.data_covs[0] @ W.T, diff)) ** 0.5
+            _, _, means, covs = self._reduced(self.data_means[:1], B, rtol)
+            diff = means[1] - means[0]
+            delta = float(diff @ torch.linalg.solve(covs[0], diff)) ** 0.5
             return Estimate(float(torch.special.ndtr(torch.tensor(delta / 2))), 0.0, "closed form Φ(Δ/2)")
         _, y, _ = self.sample(N, torch.Generator().manual_seed(seed))
         best = self.class_posterior(y, B, rtol).amax(1)
@@ -434,9 +439,10 @@ def filtered_backprojection(ray: physics.RayTransform, filter: str = "ram-lak", 
 @dataclass(frozen=True)
 class RowFacts:
     """Rows of a forward operator A [m, n]: how many are zero, and how many live rows depend
-    on the others.  The rank comes from the eigenvalues λ of the live rows' Gram matrix,
-    counted as non-zero above ``tol`` = max(shape)·eps·λ_max; ``gap`` is (largest λ counted
-    as zero, smallest λ counted as non-zero), to show that the count does not hinge on tol."""
+    on the others.  The rank comes from the eigenvalues λ of the live rows' Gram matrix
+    G = A_live A_liveᵀ, counted as non-zero above ``tol`` = (number of live rows)·eps·λ_max,
+    the round-off level of G; ``gap`` is (largest λ counted as zero, smallest λ counted as
+    non-zero), to show whether the count hinges on tol."""
 
     m: int
     n: int
@@ -452,17 +458,24 @@ def zero_rows(A: Tensor) -> Tensor:
     return (_tensor("A", A, 2) == 0).all(1)
 
 
-def row_facts(A: Tensor) -> RowFacts:
-    """Zero rows, rank and dependent live rows of A (see :class:`RowFacts`)."""
-    A = _tensor("A", A, 2)
-    dead = zero_rows(A)
-    live = A[~dead]
-    eig = torch.linalg.eigvalsh(live @ live.T)
-    tol = max(A.shape) * EPS * float(eig[-1])
+def row_facts(A: Tensor | physics.RayTransform) -> RowFacts:
+    """Zero rows, rank and dependent live rows of A, a dense matrix or a :class:`RayTransform`
+    (whose Gram matrix is formed from its sparse matrix, so the brain operator fits)."""
+    if isinstance(A, physics.RayTransform):
+        sparse = A.matrix.to(DTYPE)
+        m, n = sparse.shape
+        dead = (sparse.crow_indices()[1:] == sparse.crow_indices()[:-1])  # rows without entries
+        gram = torch.sparse.mm(sparse, sparse.t().to_sparse_csr()).to_dense()[~dead][:, ~dead]
+    else:
+        A = _tensor("A", A, 2)
+        (m, n), dead = A.shape, zero_rows(A)
+        gram = A[~dead] @ A[~dead].T
+    eig = torch.linalg.eigvalsh(gram)
+    tol = gram.shape[0] * EPS * float(eig[-1])
     rank = int((eig > tol).sum())
     below = eig[eig <= tol]
     gap = (float(below.max()) if below.numel() else 0.0, float(eig[eig > tol].min()))
-    return RowFacts(A.shape[0], A.shape[1], int(dead.sum()), rank, int(live.shape[0]) - rank, tol, gap)
+    return RowFacts(m, n, int(dead.sum()), rank, gram.shape[0] - rank, tol, gap)
 
 
 def detector_correlated_noise(n_angles: int, n_det: int, sigma: float, rho: float) -> Tensor:
