@@ -17,7 +17,8 @@ Modules follow the paper's pieces:
 
 and the course's teaching aids: :mod:`tarlib.classical` (SVD, maximum
 likelihood, Tikhonov), :mod:`tarlib.bayes` (Bayes estimators in closed form),
-:mod:`tarlib.decisions` (τ, decisions, calibration) and :mod:`tarlib.plotting`.
+:mod:`tarlib.decisions` (τ, decisions, calibration), :mod:`tarlib.theory` (exact
+posteriors and information conservation, section 6) and :mod:`tarlib.plotting`.
 """
 
 from tarlib.config import default_device, fast_mode, pick, progress, setup, versions

@@ -238,3 +238,26 @@ def test_B_with_rows_outside_data_space() -> None:
         model.class_posterior(torch.zeros(2, 5, dtype=DT))
     with pytest.raises(ValueError, match="positive int"):
         model.sample(0)
+
+
+def test_row_facts_of_a_sparse_operator_match_the_dense_matrix() -> None:
+    ray = classical.ray_transform(28, 28, 5, 25)
+    sparse, dense = theory.row_facts(ray), theory.row_facts(classical.dense_matrix(ray))
+    assert (sparse.m, sparse.n, sparse.zero_rows, sparse.rank) == (dense.m, dense.n, dense.zero_rows, dense.rank)
+    assert sparse.gap[1] == pytest.approx(dense.gap[1], rel=1e-9)
+
+
+def test_fbp_is_adjoint_after_filter() -> None:
+    ray = classical.ray_transform(28, 28, 5, 25)
+    F = theory.fbp_filter_matrix(ray, "ram-lak")
+    assert torch.allclose(classical.dense_matrix(ray).T @ F, theory.filtered_backprojection(ray), atol=1e-12)
+    assert torch.linalg.cond(F) < 1e3  # invertible: the loss of FBP comes from ker Aᵀ, not from F
+
+
+def test_B_is_applied_to_y_before_projecting() -> None:
+    """A B that is invertible only in exact arithmetic: forcing its full rank gives garbage posteriors."""
+    model = random_model(3, 4, 8, 0)
+    U, _ = torch.linalg.qr(torch.randn(8, 8, generator=torch.Generator().manual_seed(0), dtype=DT))
+    B = U @ torch.diag(torch.tensor([1.0] * 4 + [1e-17] * 4, dtype=DT)) @ U.T
+    assert model.sufficiency(B).rank == 4
+    assert model.information_loss(B, N=500, rtol=1e-30).kl.value > 1.0
