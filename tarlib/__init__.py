@@ -20,7 +20,8 @@ likelihood, Tikhonov), :mod:`tarlib.bayes` (Bayes estimators in closed form),
 :mod:`tarlib.decisions` (τ, decisions, calibration), :mod:`tarlib.tradeoff` (the C
 trade-off of eq. (18) in a linear-Gaussian toy), :mod:`tarlib.invariance` (the
 non-uniqueness of end-to-end training), :mod:`tarlib.analysis` (loss scales, Figures 2
-and 3 from trained models) and :mod:`tarlib.plotting`.
+and 3 from trained models), :mod:`tarlib.theory` (exact posteriors and information
+conservation, section 6) and :mod:`tarlib.plotting`.
 """
 
 from tarlib.config import default_device, fast_mode, pick, progress, setup, versions

@@ -7,7 +7,8 @@ exchangeable PyTorch pieces:
 
 - :class:`RayTransform`  the 2D parallel-beam ray transform A as a sparse matrix
   (fast, batched, CPU or CUDA, float32 or float64) and its exact transpose Aᵀ;
-- :func:`fbp`            filtered back-projection, the classical reconstruction;
+- :func:`fbp`            filtered back-projection, the classical reconstruction
+  (its filter step alone: :func:`fbp_filter`);
 - :class:`OdlOperator`   any ODL operator as a (slower) PyTorch module;
 - :class:`GaussianNoise` and :class:`PoissonTransmission`  noise models with
   ``sample(ax)``, ``nll(ax, y)`` and ``grad(ax, y)`` (NLL = negative log-likelihood);
@@ -40,6 +41,7 @@ __all__ = [
     "brain_geometry",
     "RayTransform",
     "fbp",
+    "fbp_filter",
     "OdlOperator",
     "NoiseModel",
     "GaussianNoise",
@@ -334,14 +336,23 @@ _FILTERS = ("ram-lak", "hann")
 
 
 def fbp(A: RayTransform, y: Tensor, filter: str = "ram-lak", frequency_scaling: float = 1.0) -> Tensor:
-    """Filtered back-projection x = c·Aᵀ(h ∗ y), batched and differentiable.
+    """Filtered back-projection x = Aᵀ(F y), batched and differentiable (F: :func:`fbp_filter`).
 
-    Reproduces ODL's ``tomo.fbp_op(ray_trafo, filter_type=..., frequency_scaling=...)``:
-    each projection is zero-padded to 2·n_det − 1 samples, filtered in Fourier
+    Reproduces ODL's ``tomo.fbp_op(ray_trafo, filter_type=..., frequency_scaling=...)``.
+    Works for normalised operators too (``A.scale`` is undone).
+    """
+    return A.adjoint(fbp_filter(A, y, filter, frequency_scaling))
+
+
+def fbp_filter(A: RayTransform, y: Tensor, filter: str = "ram-lak", frequency_scaling: float = 1.0) -> Tensor:
+    """The filter step F y of :func:`fbp`, a linear map of sinograms [B, C, n_angles, n_det].
+
+    Each projection is zero-padded to 2·n_det − 1 samples, filtered in Fourier
     space with the ramp |ω| (times a Hann window for ``'hann'``), cut off above
-    ``frequency_scaling`` times the highest frequency, and back-projected with
-    the weight (Δθ·Δs)/(Δx·Δy) that turns Aᵀ into a discretised integral over
-    angles.  Works for normalised operators too (``A.scale`` is undone).
+    ``frequency_scaling`` times the highest frequency, cropped back to n_det
+    samples and multiplied by the weight (Δθ·Δs)/(Δx·Δy) that turns Aᵀ into a
+    discretised integral over angles (and by 1/``A.scale``², so that Aᵀ F y is
+    the same image for a normalised A).
     """
     if not isinstance(A, RayTransform):
         raise TypeError(f"fbp expects a tarlib RayTransform A, got {type(A).__name__}")
@@ -373,7 +384,7 @@ def fbp(A: RayTransform, y: Tensor, filter: str = "ram-lak", frequency_scaling: 
     spectrum = torch.fft.rfft(torch.nn.functional.pad(y, (0, n_det - 1)) * sign, dim=-1)
     filtered = (torch.fft.irfft(spectrum * ramp, n=n_pad, dim=-1) * sign)[..., :n_det]
     weight = float(geometry.partition.cell_volume) / float(A.space.cell_volume)
-    return A.adjoint(filtered) * (weight / A.scale**2)
+    return filtered * (weight / A.scale**2)
 
 
 # ----------------------------------------------------------------------------
