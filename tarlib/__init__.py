@@ -13,6 +13,8 @@ Modules follow the paper's pieces:
 - :mod:`tarlib.training` the strategies of section 4
 - :mod:`tarlib.experiments` the experiments of section 5 from the command line
 - :mod:`tarlib.reproduce` every run of section 5, its tables and figures (``make reproduce``)
+- :mod:`tarlib.round2`  the pre-registered second round (``results/PROTOCOL.md``)
+- :mod:`tarlib.stats`   paired tests of two models on the same test images
 - :mod:`tarlib.pretrained` the published weights of those runs (``weights/``)
 
 and the course's teaching aids: :mod:`tarlib.classical` (SVD, maximum
