@@ -76,7 +76,8 @@ def choose_mu(histories: dict[float, list[dict[str, float]]]) -> dict[str, Any]:
         t, L = np.array(points, dtype=float).T
         (a, b), *_ = np.linalg.lstsq(np.stack([np.ones_like(t), t**-0.5], 1), L, rcond=None)
         fits[mu] = {"a": float(a), "b": float(b), "l2_at_2000": float(L[t == t.max()][0]),
-                    "l2_at_8000": float(a + b / math.sqrt(STEPS["pretrain_R"]))}
+                    "l2_at_8000": float(a + b / math.sqrt(STEPS["pretrain_R"])),
+                    "check_l2": [[int(e["step"]), float(e["l2"])] for e in history if e["step"] <= MU_STOP]}
     distance = {mu: abs(f["l2_at_8000"] - MU_TARGET_L2) for mu, f in fits.items()}
     best = min(distance.values())
     chosen = min(mu for mu, dist in distance.items() if dist <= best + MU_TIE)
