@@ -44,6 +44,11 @@ def _as_matrix(name: str, value: Tensor) -> Tensor:
     return value.to(DTYPE)
 
 
+def _check_count(m: int) -> None:
+    if not isinstance(m, int) or m < 1:
+        raise ValueError(f"m must be a positive int, got {m!r}")
+
+
 def _grid(n: int) -> Tensor:
     """Cell midpoints t_i = (i + ½)/n of n cells on [0, 1]."""
     if not isinstance(n, int) or n < 2:
@@ -125,8 +130,7 @@ class LinearGaussian:
 
     def sample(self, m: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """m independent pairs (x_i, y_i) ~ P_X ⊗ M, as [m, n] and [m, k]."""
-        if not isinstance(m, int) or m < 1:
-            raise ValueError(f"m must be a positive int, got {m!r}")
+        _check_count(m)
         x = torch.randn(m, self.n, dtype=DTYPE, generator=generator) @ self._chol_x.T
         e = self.sigma * torch.randn(m, self.k, dtype=DTYPE, generator=generator)
         return x, x @ self.A.T + e
@@ -236,8 +240,7 @@ class SpikeAndSlab:
 
     def sample(self, m: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """m independent pairs (x_i, y_i), each as [m, 1]."""
-        if not isinstance(m, int) or m < 1:
-            raise ValueError(f"m must be a positive int, got {m!r}")
+        _check_count(m)
         slab = torch.rand(m, 1, dtype=DTYPE, generator=generator) < self.p
         x = slab * self.tau * torch.randn(m, 1, dtype=DTYPE, generator=generator)
         return x, x + self.sigma * torch.randn(m, 1, dtype=DTYPE, generator=generator)
@@ -369,8 +372,7 @@ class GaussianMixturePrior:
 
     def sample(self, m: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """m independent pairs (x_i, y_i), each as [m, 1]."""
-        if not isinstance(m, int) or m < 1:
-            raise ValueError(f"m must be a positive int, got {m!r}")
+        _check_count(m)
         j = torch.multinomial(self.weights, m, replacement=True, generator=generator)
         x = self.means[j, None] + self.stds[j, None] * torch.randn(m, 1, dtype=DTYPE, generator=generator)
         return x, x + self.sigma * torch.randn(m, 1, dtype=DTYPE, generator=generator)
@@ -447,8 +449,7 @@ class GaussianClasses:
 
     def sample(self, m: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """m pairs: labels z [m] (int64) and images x [m, d]."""
-        if not isinstance(m, int) or m < 1:
-            raise ValueError(f"m must be a positive int, got {m!r}")
+        _check_count(m)
         z = torch.multinomial(self.prior, m, replacement=True, generator=generator)
         return z, self.means[z] + self.std * torch.randn(m, self.means.shape[1], dtype=DTYPE, generator=generator)
 

@@ -17,16 +17,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from tarlib import bayes, decisions, metrics, nets, physics, plotting, pretrained  # noqa: E402
+from test_bayes import one_thread  # noqa: E402, F401  (autouse: one thread for these tiny problems)
 
 F64 = torch.float64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
