@@ -23,12 +23,11 @@ import matplotlib.pyplot as plt
 import odl
 import odl.applications.tomo as tomo
 import torch
-from IPython.display import display
 from matplotlib.figure import Figure
 from torch import Tensor
 
 from tarlib import config, metrics, physics
-from tarlib.plotting import to_numpy_2d
+from tarlib.plotting import interact, to_numpy_2d
 
 ObjectiveAndGradient = Callable[[Tensor], tuple[Tensor, Tensor]]
 
@@ -363,14 +362,5 @@ def explorer(
         "noise_level": widgets.FloatLogSlider(value=noise_level, base=10, min=-4, max=-0.5, step=0.1,
                                               description="Gaussian level", style=style),
     }
-    out = widgets.Output()
-
-    def redraw(**values: float | int | str) -> None:
-        with out:
-            out.clear_output(wait=True)
-            fig = explorer_figure(x, mu=mu, det_shape=det_shape, seed=seed, **values)
-            display(fig)
-            plt.close(fig)
-
-    widgets.interactive_output(redraw, controls)
-    return widgets.VBox([widgets.HBox(list(controls.values())[:2]), widgets.HBox(list(controls.values())[2:]), out])
+    figure = functools.partial(explorer_figure, x, mu=mu, det_shape=det_shape, seed=seed)
+    return interact(figure, controls, per_row=2)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -29,7 +30,8 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from tarlib.plotting import overlay
+from tarlib.metrics import dice
+from tarlib.plotting import interact, overlay
 
 
 def _as_label_map(z: Tensor) -> Tensor:
@@ -198,6 +200,56 @@ def plot_reliability(rel: Reliability, axes: tuple[Axes, Axes] | None = None,
     return fig
 
 
+def temperature_figure(logits: Tensor, z: Tensor, temperature: float = 1.0, n_bins: int = 10) -> Figure:
+    """Reliability diagram of the temperature-scaled decisions softmax(logits / temperature) against z."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    rel = reliability(probabilities(logits / temperature), z, n_bins)
+    return plot_reliability(rel, title=f"temperature {temperature:.2f}")
+
+
+def temperature_explorer(logits: Tensor, z: Tensor, temperature: float = 1.0) -> widgets.VBox:
+    """A temperature slider over :func:`temperature_figure` (needs a running kernel)."""
+    slider = widgets.FloatLogSlider(value=temperature, base=10, min=-0.7, max=0.7, step=0.05, description="temperature")
+    return interact(lambda temperature: temperature_figure(logits, z, temperature), {"temperature": slider})
+
+
+def dice_by_threshold(d: Tensor, z: Tensor, thresholds: Tensor) -> Tensor:
+    """Mean Dice of the masks {t : d(t)(1) > threshold} against z, one value per threshold."""
+    return torch.stack([dice(threshold_mask(d, float(t)), z).mean() for t in thresholds])
+
+
+def dice_threshold_figure(x: Tensor, z: Tensor, d: Tensor, threshold: float = 0.5, index: int = 0) -> Figure:
+    """Mean Dice against the threshold of the decision d(t)(1), and slice ``index`` thresholded there.
+
+    ``x`` [N, 1, H, W] images, ``z`` true masks, ``d`` probabilities [N, 2, H, W].
+    """
+    thresholds = torch.linspace(0.02, 0.98, 49)
+    curve = dice_by_threshold(d, z, thresholds)
+    mask = threshold_mask(d[index : index + 1], threshold)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    left.plot(thresholds, curve, "k-")
+    left.axvline(threshold, color="tab:red", ls=":")
+    left.plot([threshold], [dice_by_threshold(d, z, torch.tensor([threshold]))], "o", color="tab:red")
+    left.set(xlabel="threshold on d(t)(1)", ylabel="mean Dice over the slices", ylim=(0, 1),
+             title=f"best threshold {float(thresholds[curve.argmax()]):.2f}")
+    overlay(right, x[index], mask[0].float().cpu())
+    right.set_title(f"slice {index}: mask at threshold {threshold:.2f}, "
+                    f"Dice {float(dice(mask, z[index : index + 1])):.3f}", fontsize=9)
+    right.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def dice_threshold_explorer(x: Tensor, z: Tensor, d: Tensor, threshold: float = 0.5) -> widgets.VBox:
+    """A threshold slider over :func:`dice_threshold_figure` (needs a running kernel)."""
+    controls = {
+        "threshold": widgets.FloatSlider(value=threshold, min=0.02, max=0.98, step=0.02, description="threshold"),
+        "index": widgets.IntSlider(value=0, min=0, max=x.shape[0] - 1, description="slice"),
+    }
+    return interact(lambda threshold, index: dice_threshold_figure(x, z, d, threshold, index), controls)
+
+
 def plot_decisions(x: Tensor, d: Tensor, z: Tensor | None = None, n: int = 5) -> Figure:
     """Draw decisions of a classifier: each image x_i above its probability vector d_i = T(x_i).
 
@@ -265,6 +317,9 @@ __all__ = [
     "Reliability",
     "argmax_label",
     "decision_cross_entropy",
+    "dice_by_threshold",
+    "dice_threshold_explorer",
+    "dice_threshold_figure",
     "expected_calibration_error",
     "plot_decisions",
     "plot_reliability",
@@ -272,5 +327,7 @@ __all__ = [
     "probabilities",
     "reliability",
     "tau",
+    "temperature_explorer",
+    "temperature_figure",
     "threshold_mask",
 ]

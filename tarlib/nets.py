@@ -117,17 +117,21 @@ class LearnedGradientDescent(nn.Module):
             _conv_block(2 + n_memory, 1 + n_memory, width, lambda _: nn.ReLU()) for _ in range(n_iter)
         )
 
-    def forward(self, y: Tensor) -> Tensor:
+    def iterates(self, y: Tensor) -> list[Tensor]:
+        """All iterates [x₀, x₁, …, x_{n_iter}] of the unrolled scheme; the last is R_θ(y)."""
         _check_data(y, self.data_shape, "LearnedGradientDescent")
         B, dev = y.shape[0], y.device
-        x = torch.zeros(B, 1, *self.image_shape, device=dev)
+        xs = [torch.zeros(B, 1, *self.image_shape, device=dev)]
         memory = torch.zeros(B, self.n_memory, *self.image_shape, device=dev)
         for update in self.updates:
-            gradient = _exact(self.M.grad_nll, x, y) * self.grad_scale
-            out = update(_stack(x, gradient, memory))
-            x = x + out[:, :1]
+            gradient = _exact(self.M.grad_nll, xs[-1], y) * self.grad_scale
+            out = update(_stack(xs[-1], gradient, memory))
+            xs.append(xs[-1] + out[:, :1])
             memory = torch.relu(out[:, 1:])
-        return x
+        return xs
+
+    def forward(self, y: Tensor) -> Tensor:
+        return self.iterates(y)[-1]
 
 
 class LearnedPrimalDual(nn.Module):

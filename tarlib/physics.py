@@ -332,7 +332,7 @@ class RayTransform(torch.nn.Module):
 # Filtered back-projection
 # ----------------------------------------------------------------------------
 
-_FILTERS = ("ram-lak", "hann")
+_FILTERS = ("ram-lak", "hann", "lambda")
 
 
 def fbp(A: RayTransform, y: Tensor, filter: str = "ram-lak", frequency_scaling: float = 1.0) -> Tensor:
@@ -353,6 +353,10 @@ def fbp_filter(A: RayTransform, y: Tensor, filter: str = "ram-lak", frequency_sc
     samples and multiplied by the weight (Δθ·Δs)/(Δx·Δy) that turns Aᵀ into a
     discretised integral over angles (and by 1/``A.scale``², so that Aᵀ F y is
     the same image for a normalised A).
+
+    ``'lambda'`` is Lambda tomography (section 1.1 of the paper): the ramp times |ω| (and
+    the Hann window), i.e. the FBP of (−Δ)^{1/2} x.  It is local, and large where x jumps:
+    an edge map computed from the data without reconstructing x first.
     """
     if not isinstance(A, RayTransform):
         raise TypeError(f"fbp expects a tarlib RayTransform A, got {type(A).__name__}")
@@ -375,9 +379,11 @@ def fbp_filter(A: RayTransform, y: Tensor, filter: str = "ram-lak", frequency_sc
     half = n_det - 0.5  # = n_pad / 2
     abs_freq = (half - torch.arange(n_det, dtype=y.dtype, device=y.device)) / half  # |ω_k| / max|ω|
     window = torch.ones_like(abs_freq)
-    if filter.lower() == "hann":
+    if filter.lower() in ("hann", "lambda"):
         window = torch.cos(abs_freq * math.pi / (2 * frequency_scaling)) ** 2
     max_freq = half * 2 * math.pi / (n_pad * ds)
+    if filter.lower() == "lambda":
+        window = window * abs_freq * max_freq  # |ω|² in all: (−Δ)^{1/2} x
     ramp = abs_freq * window * (abs_freq <= frequency_scaling) * max_freq / (2 * float(geometry.motion_params.length))
     sign = 1.0 - 2.0 * (torch.arange(n_pad, device=y.device) % 2).to(y.dtype)  # (−1)^j
 

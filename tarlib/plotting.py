@@ -7,15 +7,19 @@ Every helper takes images as torch tensors or NumPy arrays of shape [H, W],
 - :func:`show_images`    a grid of images with titles and optional colour bars
 - :func:`show_sinograms` image x next to its data y = A(x) (angle × detector)
 - :func:`show_overlay`   a segmentation mask drawn over an image
+- :func:`interact`       sliders that redraw a figure (the course's cheap widgets)
+- :func:`task_diagram`   our drawing of the paper's diagram (2) and of z → x → y
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import display
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
@@ -175,5 +179,62 @@ def show_overlay(
         overlay(ax, x, m, color=color, alpha=alpha)
         if titles is not None:
             ax.set_title(titles[i], fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def interact(figure: Callable[..., Figure], controls: dict[str, widgets.Widget], per_row: int = 4) -> widgets.VBox:
+    """A widget that redraws ``figure(**values)`` whenever one of ``controls`` (name → slider) changes.
+
+    It needs a running kernel; notebooks draw the default figure above it for the book.
+    """
+    if not controls or per_row < 1:
+        raise ValueError(f"need at least one control and per_row ≥ 1, got {len(controls)} and {per_row}")
+    out = widgets.Output()
+
+    def redraw(**values: float | int | str) -> None:
+        with out:
+            out.clear_output(wait=True)
+            fig = figure(**values)
+            display(fig)
+            plt.close(fig)
+
+    widgets.interactive_output(redraw, controls)
+    items = list(controls.values())
+    rows = [widgets.HBox(items[i : i + per_row]) for i in range(0, len(items), per_row)]
+    return widgets.VBox([*rows, out])
+
+
+def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], label: str,
+           dotted: bool = False, offset: tuple[float, float] = (0.0, 0.04)) -> None:
+    ax.annotate("", xy=end, xytext=start, arrowprops={
+        "arrowstyle": "-|>", "lw": 1.5, "shrinkA": 16, "shrinkB": 16, "ls": ":" if dotted else "-"})
+    middle = ((start[0] + end[0]) / 2 + offset[0], (start[1] + end[1]) / 2 + offset[1])
+    ax.text(*middle, label, ha="center", va="center", fontsize=11)
+
+
+def task_diagram() -> Figure:
+    """Left: the paper's diagram (2), X → Y by A, X → D by T, and the wanted Y ⇢ D (dotted).
+    Right: the random variables z → x → y; y depends on z only through x (z ⊥ y | x)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 2.8))
+    nodes = {"X": (0.15, 0.75), "Y": (0.85, 0.75), "D": (0.5, 0.15)}
+    for name, xy in nodes.items():
+        left.text(*xy, f"${name}$", ha="center", va="center", fontsize=16,
+                  bbox={"boxstyle": "circle", "fc": "white", "ec": "k"})
+    _arrow(left, nodes["X"], nodes["Y"], "forward operator $A$")
+    _arrow(left, nodes["X"], nodes["D"], "task $T$", offset=(-0.12, 0.0))
+    _arrow(left, nodes["Y"], nodes["D"], "task-adapted\nreconstruction", dotted=True, offset=(0.17, 0.0))
+    left.set_title("diagram (2): from data straight to a decision", fontsize=10)
+    nodes = {"z": (0.1, 0.5), "x": (0.5, 0.5), "y": (0.9, 0.5)}
+    for name, xy in nodes.items():
+        right.text(*xy, f"${name}$", ha="center", va="center", fontsize=16,
+                   bbox={"boxstyle": "circle", "fc": "white", "ec": "k"})
+    _arrow(right, nodes["z"], nodes["x"], "$x \\sim P_z$ (eq. (5))", offset=(0.0, 0.12))
+    _arrow(right, nodes["x"], nodes["y"], "$y \\sim M(x)$", offset=(0.0, 0.12))
+    right.text(0.5, 0.12, "no arrow $z \\to y$: $P(y \\mid x, z) = P(y \\mid x)$", ha="center", fontsize=10)
+    right.set_title("the joint law of section 4.3", fontsize=10)
+    for ax in (left, right):
+        ax.set(xlim=(0, 1), ylim=(0, 1))
+        ax.axis("off")
     fig.tight_layout()
     return fig

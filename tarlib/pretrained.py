@@ -83,6 +83,22 @@ def load(name: str, device: str | torch.device = "cpu", directory: str | Path | 
     return _build(_entry(name, directory), directory, device)[0]
 
 
+def load_reconstruction(name: str, device: str | torch.device = "cpu", directory: str | Path | None = None) -> torch.nn.Module:
+    """Only the reconstruction network R_θ of the published model ``name`` (eval mode).
+
+    A published model is always the pair T ∘ R of one run, named after the run that
+    trained its *last* part.  So ``"mnist_pretrain_T"`` holds the R_θ pre-trained with the
+    squared L2 loss (eq. (4), run ``mnist_pretrain_R``) next to the classifier trained on
+    true images; this function returns that R_θ.
+    """
+    directory = Path(directory or weights_dir())
+    entry = _entry(name, directory)
+    if "R" not in entry["files"]:
+        with_r = sorted(n for n, m in manifest(directory).items() if "R" in m["files"])
+        raise ValueError(f"published model {name!r} has no reconstruction network R; models with one: {with_r}")
+    return _build(entry, directory, device)[0].R
+
+
 def check(name: str, n: int | None = 1000, device: str | torch.device = "cpu",
           directory: str | Path | None = None) -> dict[str, float]:
     """Test metrics of the published ``name`` on the first ``n`` (None: all) test images, with its run's noise."""
