@@ -20,7 +20,12 @@ likelihood, Tikhonov), :mod:`tarlib.bayes` (Bayes estimators in closed form),
 :mod:`tarlib.decisions` (τ, decisions, calibration) and :mod:`tarlib.plotting`.
 """
 
-from tarlib.config import default_device, fast_mode, pick, progress, setup, versions
+from importlib import metadata as _metadata
 
-__version__ = "0.1.0"
-__all__ = ["default_device", "fast_mode", "pick", "progress", "setup", "versions", "__version__"]
+from tarlib.config import default_device, explain_fast_mode, fast_mode, pick, progress, setup, versions
+
+try:  # the one version source is pyproject.toml, read from the installed package's metadata
+    __version__ = _metadata.version("tarlib")
+except _metadata.PackageNotFoundError:  # imported from a checkout that was never installed
+    __version__ = "0+unknown"
+__all__ = ["default_device", "explain_fast_mode", "fast_mode", "pick", "progress", "setup", "versions", "__version__"]

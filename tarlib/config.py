@@ -44,6 +44,21 @@ def fast_mode() -> bool:
     )
 
 
+def explain_fast_mode() -> str:
+    """Two lines for the top of every notebook: is fast mode on, and how to change it."""
+    state = (
+        "ON: small data subsets and short training, minutes, not hours, per notebook on a laptop CPU"
+        if fast_mode()
+        else "OFF: full-size data and training, as in the paper's section 5 (hours on a CPU)"
+    )
+    other = "0" if fast_mode() else "1"
+    return (
+        f"Fast mode is {state}.\n"
+        f"To change it, run `%env {FAST_ENV}={other}` in a cell (or set {FAST_ENV}={other} before "
+        "starting Jupyter), then run the notebook again from the top."
+    )
+
+
 def pick(full: T, fast: T) -> T:
     """Return ``fast`` in fast mode and ``full`` otherwise."""
     return fast if fast_mode() else full
