@@ -3,7 +3,8 @@
 #   make book   create/reuse .venv, execute every notebook (fast mode), build the Jupyter Book strictly
 #   make lab    open the course in JupyterLab (adds --allow-root when run as root, e.g. in a container)
 #   make lint   ruff over tarlib/, tests/, tools/, book/_ext/ and the notebooks
-#   make browser  open every page of the built book in headless Chromium (after `make book`)
+#   make check-book  after `make book`: nbval's output checks on the notebooks the build executed,
+#               and every page of the book in headless Chromium
 #   make bench  operator and training benchmarks
 #   make reproduce  full-size runs of Table 1 / Figure 3 (hours; resumable)
 #
@@ -23,7 +24,7 @@ PIP        := $(PY) -m pip install --quiet --disable-pip-version-check
 # Jupyter refuses to start as root without --allow-root; containers and CI run as root.
 LAB_ROOT   := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: venv test unit nbval book browser lab lint bench reproduce clean
+.PHONY: venv test unit nbval book check-book lab lint bench reproduce clean
 
 venv: $(STAMP)
 
@@ -38,7 +39,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 test: venv
-	TARLIB_FAST=$(FAST) TQDM_DISABLE=1 $(PY) -m pytest tests notebooks -m "not browser" \
+	TARLIB_FAST=$(FAST) TQDM_DISABLE=1 $(PY) -m pytest tests notebooks -m "not browser and not book" \
 	  --nbval-lax --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg \
 	  --nbval-cell-timeout=600 -q
 
@@ -47,8 +48,8 @@ book: venv
 	TARLIB_FAST=$(FAST) TQDM_DISABLE=1 $(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "Book built: $(CURDIR)/_build/html/index.html"
 
-browser: venv
-	$(PY) -m pytest tests/test_browser.py -m browser -q
+check-book: venv
+	$(PY) -m pytest tests/test_executed_notebooks.py tests/test_browser.py -m "book or browser" -q
 
 lab: venv
 	@if [ -n "$(LAB_ROOT)" ]; then echo "make lab: running as root, so JupyterLab is started with --allow-root"; fi

@@ -1,6 +1,6 @@
 """The built book in a real browser (headless Chromium): every page, offline.
 
-Run after the book is built (``make book``): ``make browser`` or
+Run after the book is built (``make book``): ``make check-book`` or
 ``pytest -m browser tests/test_browser.py``.  Each page is served from 127.0.0.1 and
 opened in Debian's ``chromium`` through Playwright; every request to another host is
 refused, as in an offline classroom.  On each page: the math is typeset (no raw TeX

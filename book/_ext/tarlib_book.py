@@ -8,6 +8,9 @@ documented by ``sphinx.ext.autodoc`` with all its public members.
 The fix: sphinx-thebe (loaded by Jupyter Book) adds its inline ``const THEBE_JS_URL``
 script twice to every page, and the second copy throws an uncaught SyntaxError in the
 browser (tests/test_browser.py found it); :func:`drop_repeated_scripts` keeps the first.
+
+And one record: :func:`write_notebook_times` saves how long each notebook took to execute
+during the build to ``_build/notebook_times.json`` (CI prints it with tools/notebook_times.py).
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import json
 import pkgutil
 import re
+from pathlib import Path
 from types import ModuleType
 
 from docutils import nodes
@@ -124,8 +129,23 @@ def drop_repeated_scripts(app: Sphinx, pagename: str, templatename: str, context
     context["script_files"] = unique
 
 
+def write_notebook_times(app: Sphinx, exception: Exception | None) -> None:
+    """``_build/notebook_times.json``: seconds each notebook executed in this build (``build-finished``)."""
+    from myst_nb.sphinx_ import NbMetadataCollector
+
+    times = {}
+    for docname in sorted(app.env.found_docs):
+        data = NbMetadataCollector.get_exec_data(app.env, docname)
+        if data and data.get("method") != "off" and data.get("runtime") is not None:
+            times[docname] = {"seconds": round(data["runtime"], 2), "succeeded": data["succeeded"]}
+    if times:
+        path = Path(app.outdir).parent / "notebook_times.json"
+        path.write_text(json.dumps({"source": "jupyter-book build", "notebooks": times}, indent=2) + "\n")
+
+
 def setup(app: Sphinx) -> dict:
     app.add_directive("tarlib-api", TarlibAPI)
     app.connect("autodoc-process-docstring", process_docstring)
     app.connect("html-page-context", drop_repeated_scripts)
+    app.connect("build-finished", write_notebook_times)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
