@@ -21,6 +21,10 @@ likelihood, Tikhonov), :mod:`tarlib.bayes` (Bayes estimators in closed form),
 """
 
 from importlib import metadata as _metadata
+from importlib.util import find_spec as _find_spec
+
+if _find_spec("torch") is None:  # one clear line rather than an ImportError deep inside tarlib.config
+    raise ModuleNotFoundError("tarlib needs PyTorch: `pip install torch` (the CPU build is enough), then restart the kernel")
 
 from tarlib.config import default_device, explain_fast_mode, fast_mode, pick, progress, setup, versions
 

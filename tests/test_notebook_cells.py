@@ -117,3 +117,10 @@ def test_colab_setup_versions_reads_the_installed_distributions() -> None:
     colab = _tool("colab_setup")
     found = colab._versions(["numpy", "no_such_module_here"])
     assert found == {"numpy": __import__("numpy").__version__}
+
+
+def test_importing_tarlib_without_torch_says_so_in_one_line() -> None:
+    out = subprocess.run([sys.executable, "-S", "-c", "import tarlib"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("ModuleNotFoundError: tarlib needs PyTorch"), out.stderr
