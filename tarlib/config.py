@@ -45,17 +45,18 @@ def fast_mode() -> bool:
 
 
 def explain_fast_mode() -> str:
-    """Two lines for the top of every notebook: is fast mode on, and how to change it."""
+    """Three short lines for the top of every notebook: is fast mode on, and how to change it."""
+    on = fast_mode()
     state = (
-        "ON: small data subsets and short training, minutes, not hours, per notebook on a laptop CPU"
-        if fast_mode()
-        else "OFF: full-size data and training, as in the paper's section 5 (hours on a CPU)"
+        f"Fast mode is ON ({FAST_ENV}=1): small data subsets and short training runs."
+        if on
+        else "Fast mode is OFF: full-size data and training, as in section 5 (hours on a CPU)."
     )
-    other = "0" if fast_mode() else "1"
+    other = "0" if on else "1"
     return (
-        f"Fast mode is {state}.\n"
-        f"To change it, run `%env {FAST_ENV}={other}` in a cell (or set {FAST_ENV}={other} before "
-        "starting Jupyter), then run the notebook again from the top."
+        f"{state}\n"
+        f"To change it: run `%env {FAST_ENV}={other}` in a cell, or set {FAST_ENV}={other} before\n"
+        "starting Jupyter; then run the notebook again from the top."
     )
 
 
