@@ -66,4 +66,4 @@ reproduce: venv
 	$(PY) -m tarlib.reproduce --readme README.md --export-weights
 
 clean:
-	rm -rf _build .pytest_cache .jupyter_cache
+	rm -rf _build build .pytest_cache .jupyter_cache

