@@ -28,7 +28,7 @@ from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
-from sphinx.util.nodes import nested_parse_with_titles
+from sphinx.util.nodes import make_refnode, nested_parse_with_titles
 
 
 def modules(package: str = "tarlib") -> list[str]:
@@ -83,17 +83,39 @@ def all_rst() -> list[str]:
 
 # The docstrings are plain text with maths such as |Ax| or paths such as results/*.md;
 # reStructuredText would read |...| as a substitution and /* as the start of emphasis.
-_LITERAL = re.compile(r"(``.*?``|`[^`]*`)")
+# An inline literal glued to a letter (``A.scale``²) also needs an escaped space.
+_LITERAL = re.compile(r"(``.+?``|`[^`]+`)")
 _BARE_STAR = re.compile(r"(?<=[\w/])\*(?=\w|\.\w)")
+_BEFORE_MARKUP = set(" \t'\"([{<-/:‘“«")
+_AFTER_MARKUP = set(" \t'\")]}>-/:.,;!?\\’”»")
 
 
 def escape_plain_text(lines: list[str]) -> None:
-    """Escape ``|`` and in-word ``*`` outside literals, in place (``autodoc-process-docstring``)."""
+    """Escape ``|``, in-word ``*`` and glued inline markup, outside literals, in place."""
     for i, line in enumerate(lines):
         parts = _LITERAL.split(line)
-        lines[i] = "".join(
-            part if k % 2 else _BARE_STAR.sub(r"\\*", part.replace("|", r"\|")) for k, part in enumerate(parts)
-        )
+        for k in range(0, len(parts), 2):
+            parts[k] = _BARE_STAR.sub(r"\\*", parts[k].replace("|", r"\|"))
+        for k in range(1, len(parts), 2):
+            if parts[k - 1] and parts[k - 1][-1] not in _BEFORE_MARKUP:
+                parts[k - 1] += "\\ "
+            if k + 1 < len(parts) and parts[k + 1] and parts[k + 1][0] not in _AFTER_MARKUP:
+                parts[k + 1] = "\\ " + parts[k + 1]
+        lines[i] = "".join(parts)
+
+
+def resolve_short_name(app: Sphinx, env, node, contnode):
+    """``missing-reference``: a bare name such as ``RayTransform`` or ``LinearGaussian.risk``
+    in a docstring resolves to the one documented tarlib object whose full name ends with it."""
+    if node.get("refdomain") != "py":
+        return None
+    target = node["reftarget"].lstrip("~.")
+    objects = env.get_domain("py").objects
+    matches = [name for name in objects if name.startswith("tarlib.") and name.endswith(f".{target}")]
+    if len(matches) != 1:
+        return None
+    entry = objects[matches[0]]
+    return make_refnode(app.builder, node["refdoc"], entry.docname, entry.node_id, contnode, matches[0])
 
 
 def process_docstring(app: Sphinx, what: str, name: str, obj: object, options: dict, lines: list[str]) -> None:
@@ -146,6 +168,7 @@ def write_notebook_times(app: Sphinx, exception: Exception | None) -> None:
 def setup(app: Sphinx) -> dict:
     app.add_directive("tarlib-api", TarlibAPI)
     app.connect("autodoc-process-docstring", process_docstring)
+    app.connect("missing-reference", resolve_short_name)
     app.connect("html-page-context", drop_repeated_scripts)
     app.connect("build-finished", write_notebook_times)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
