@@ -86,3 +86,19 @@ def test_comparison_sees_a_changed_number() -> None:
     timed = [{"output_type": "stream", "name": "stdout", "text": "took 3.2 s\n"}]
     assert comparable(timed, patterns) == comparable([{**timed[0], "text": "took 9.1 s\n"}], patterns)
     assert comparable([{"output_type": "stream", "name": "stderr", "text": "50%|##"}], patterns) == {}
+
+
+def test_notebook_times_report_sums_and_flags_the_budget(tmp_path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("notebook_times", ROOT / "tools" / "notebook_times.py")
+    times = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(times)
+    within = times.report({"00_a": 30.0, "01_b": 45.5})
+    assert "75.5 s" in within and "within the 600 s budget" in within and "OVER" not in within
+    over = times.report({"00_a": 130.0, "01_b": 500.0})
+    assert "OVER 2 min" in over and "OVER the 600 s budget" in over
+    path = tmp_path / "t.json"
+    path.write_text('{"source": "test", "notebooks": {"00_a": {"seconds": 1.0, "succeeded": true}}}')
+    assert times.main([str(path)]) == 0
+    assert times.main([str(tmp_path / "missing.json")]) == 1

@@ -25,7 +25,7 @@ def report(times: dict[str, float]) -> str:
     lines = [f"{name:<{width}}  {s:7.1f} s{'   OVER 2 min' if s > EACH_BUDGET_S else ''}" for name, s in times.items()]
     total = sum(times.values())
     verdict = "within" if total <= TOTAL_BUDGET_S else "OVER"
-    label = f"sum of {len(times)} notebooks"
+    label = f"sum of {len(times)} notebook" + ("" if len(times) == 1 else "s")
     lines.append(f"{label:<{width}}  {total:7.1f} s   ({verdict} the {TOTAL_BUDGET_S} s budget)")
     return "\n".join(lines)
 
