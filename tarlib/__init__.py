@@ -26,7 +26,16 @@ and 3 from trained models), :mod:`tarlib.theory` (exact posteriors and informati
 conservation, section 6) and :mod:`tarlib.plotting`.
 """
 
-from tarlib.config import default_device, fast_mode, pick, progress, setup, versions
+from importlib import metadata as _metadata
+from importlib.util import find_spec as _find_spec
 
-__version__ = "0.1.0"
-__all__ = ["default_device", "fast_mode", "pick", "progress", "setup", "versions", "__version__"]
+if _find_spec("torch") is None:  # one clear line rather than an ImportError deep inside tarlib.config
+    raise ModuleNotFoundError("tarlib needs PyTorch: `pip install torch` (the CPU build is enough), then restart the kernel")
+
+from tarlib.config import default_device, explain_fast_mode, fast_mode, pick, progress, setup, versions
+
+try:  # the one version source is pyproject.toml, read from the installed package's metadata
+    __version__ = _metadata.version("tarlib")
+except _metadata.PackageNotFoundError:  # imported from a checkout that was never installed
+    __version__ = "0+unknown"
+__all__ = ["default_device", "explain_fast_mode", "fast_mode", "pick", "progress", "setup", "versions", "__version__"]

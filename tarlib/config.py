@@ -44,6 +44,22 @@ def fast_mode() -> bool:
     )
 
 
+def explain_fast_mode() -> str:
+    """Three short lines for the top of every notebook: is fast mode on, and how to change it."""
+    on = fast_mode()
+    state = (
+        f"Fast mode is ON ({FAST_ENV}=1): small data subsets and short training runs."
+        if on
+        else "Fast mode is OFF: full-size data and training, as in section 5 (hours on a CPU)."
+    )
+    other = "0" if on else "1"
+    return (
+        f"{state}\n"
+        f"To change it: run `%env {FAST_ENV}={other}` in a cell, or set {FAST_ENV}={other} before\n"
+        "starting Jupyter; then run the notebook again from the top."
+    )
+
+
 def pick(full: T, fast: T) -> T:
     """Return ``fast`` in fast mode and ``full`` otherwise."""
     return fast if fast_mode() else full

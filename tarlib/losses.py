@@ -11,8 +11,7 @@ pixels (28 px on [-14, 14]², 128 px on [-64, 64]²), so ``cell_volume=1``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from typing import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import Tensor

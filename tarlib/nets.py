@@ -21,7 +21,7 @@ Task (section 3, eq. (5)); all return logits, the softmax is part of the loss:
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -199,7 +199,7 @@ class FBP(nn.Module):
 class FBPUNet(nn.Module):
     """Post-processing reconstruction x̂ = x₀ + U(x₀) with x₀ = FBP(y) and a U-Net U (out_ch=1)."""
 
-    def __init__(self, A: physics.RayTransform, unet: "UNet"):
+    def __init__(self, A: physics.RayTransform, unet: UNet):
         super().__init__()
         if unet.out_ch != 1:
             raise ValueError(f"FBPUNet needs a U-Net with out_ch=1 (a residual image), got out_ch={unet.out_ch}")

@@ -437,11 +437,11 @@ class OdlOperator(torch.nn.Module):
         return module(t.to(odl_dtype)).to(t.dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        """op(x) for each of the B·C images: [B, C, *domain_shape] -> [B, C, *range_shape]."""
+        """op(x) for each of the B·C images: ``[B, C, *domain_shape] -> [B, C, *range_shape]``."""
         return self._run(self._forward, x, self.domain_shape, "OdlOperator")
 
     def adjoint(self, y: Tensor) -> Tensor:
-        """Euclidean transpose of a linear op: [B, C, *range_shape] -> [B, C, *domain_shape]."""
+        """Euclidean transpose of a linear op: ``[B, C, *range_shape] -> [B, C, *domain_shape]``."""
         if self._adjoint is None:
             raise ValueError(f"OdlOperator.adjoint needs a linear operator, got the nonlinear {self.op!r}")
         return self._run(self._adjoint, y, self.range_shape, "OdlOperator.adjoint")

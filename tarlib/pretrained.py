@@ -29,19 +29,32 @@ from tarlib.config import sha256_file, write_json
 PARTS = ("R", "T")  # the reconstruction R_θ and the task network T_ϑ
 
 
+HOW_TO_GET = (
+    "get the published weights with `git clone https://github.com/tarlib-course/tarlib` "
+    "(its weights/ folder) or `pip install` of that repository, or rebuild them with "
+    "`python -m tarlib.reproduce --export-weights`; TARLIB_WEIGHTS_DIR selects another folder"
+)
+
+
 def weights_dir() -> Path:
-    """``$TARLIB_WEIGHTS_DIR`` if set, else ``weights/`` next to the package (a source checkout)."""
-    return Path(os.environ.get("TARLIB_WEIGHTS_DIR") or Path(__file__).resolve().parents[1] / "weights")
+    """Where the published weights are.
+
+    ``$TARLIB_WEIGHTS_DIR`` if set; else ``tarlib/weights`` inside an installed wheel
+    (``pip install .`` packs ``weights/`` there); else ``weights/`` of the source checkout.
+    """
+    if os.environ.get("TARLIB_WEIGHTS_DIR"):
+        return Path(os.environ["TARLIB_WEIGHTS_DIR"])
+    packaged = Path(__file__).resolve().parent / "weights"
+    if (packaged / "manifest.json").is_file():
+        return packaged
+    return Path(__file__).resolve().parents[1] / "weights"
 
 
 def manifest(directory: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """The models in ``directory/manifest.json``, by name."""
     path = Path(directory or weights_dir()) / "manifest.json"
     if not path.is_file():
-        raise FileNotFoundError(
-            f"no {path}: the published weights live in weights/ of a source checkout "
-            "(or set TARLIB_WEIGHTS_DIR); `python -m tarlib.reproduce --export-weights` writes them"
-        )
+        raise FileNotFoundError(f"no manifest of published weights at {path}: {HOW_TO_GET}")
     return {m["name"]: m for m in json.loads(path.read_text())["models"]}
 
 
@@ -63,10 +76,14 @@ def _build(entry: dict[str, Any], directory: Path, device: str | torch.device) -
     for part, file in entry["files"].items():
         path = directory / file["path"]
         if not path.is_file():
-            raise FileNotFoundError(f"{path} (part {part} of {entry['name']}) is missing")
+            raise FileNotFoundError(f"{path} (part {part} of {entry['name']}) is missing: {HOW_TO_GET}")
         digest = sha256_file(path)
         if digest != file["sha256"]:
-            raise ValueError(f"{path}: SHA-256 {digest} does not match the manifest's {file['sha256']}")
+            raise ValueError(
+                f"{path} (part {part} of {entry['name']}) was altered: its SHA-256 {digest} does not match "
+                f"the manifest's {file['sha256']}; restore it (`git checkout -- weights/{file['path']}` in a "
+                f"checkout) or {HOW_TO_GET}"
+            )
         training.load_weights(getattr(model, part), path)
     return model.to(device).eval(), M.to(device)
 

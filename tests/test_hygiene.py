@@ -90,5 +90,5 @@ def test_every_notebook_is_in_the_toc() -> None:
     missing = [nb.name for nb in NOTEBOOKS if f"notebooks/{nb.stem}" not in listed]
     assert not missing, f"notebooks missing from _toc.yml: {missing}"
     for entry in listed:
-        candidates = [ROOT / f"{entry}{ext}" for ext in ("", ".md", ".ipynb")]
+        candidates = [ROOT / f"{entry}{ext}" for ext in ("", ".md", ".rst", ".ipynb")]
         assert any(c.is_file() for c in candidates), f"_toc.yml lists {entry!r}, which does not exist"

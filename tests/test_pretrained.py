@@ -34,7 +34,7 @@ def test_manifest_lists_every_file_and_every_published_model(models) -> None:
 
 def test_every_file_matches_its_sha256_and_loads_weights_only(models) -> None:
     for m in models.values():
-        for part, file in m["files"].items():
+        for file in m["files"].values():
             path = WEIGHTS / file["path"]
             assert config.sha256_file(path) == file["sha256"], path
             state = torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,174 @@
+"""Sphinx extension of the book: the API reference of every tarlib module, and one fix of the theme's scripts.
+
+The module list is not written down anywhere: the directive asks :mod:`pkgutil` for the
+modules of the installed ``tarlib`` package when the book is built, so a module added
+later appears in the reference without editing the book.  Each module becomes a section
+documented by ``sphinx.ext.autodoc`` with all its public members.
+
+The fix: sphinx-thebe (loaded by Jupyter Book) adds its inline ``const THEBE_JS_URL``
+script twice to every page, and the second copy throws an uncaught SyntaxError in the
+browser (tests/test_browser.py found it); :func:`drop_repeated_scripts` keeps the first.
+
+And one record: :func:`write_notebook_times` saves how long each notebook took to execute
+during the build to ``_build/notebook_times.json`` (CI prints it with tools/notebook_times.py).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import json
+import pkgutil
+import re
+from pathlib import Path
+from types import ModuleType
+
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.application import Sphinx
+from sphinx.util.docutils import SphinxDirective
+from sphinx.util.nodes import make_refnode, nested_parse_with_titles
+
+
+def modules(package: str = "tarlib") -> list[str]:
+    """The public modules of ``package`` (names not starting with ``_``), sorted."""
+    pkg = importlib.import_module(package)
+    return sorted(f"{package}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+
+
+def public_names(module: ModuleType) -> list[str]:
+    """The names a reader can use from ``module``: its ``__all__``, else every name that its
+    source defines at top level (``def``, ``class``, assignment) without a leading ``_``."""
+    if hasattr(module, "__all__"):
+        return sorted(name for name in module.__all__ if not name.startswith("_"))
+    names = set()
+    for node in ast.parse(inspect.getsource(module)).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return sorted(name for name in names if not name.startswith("_"))
+
+
+def rst(module: str) -> list[str]:
+    """reStructuredText of one module's section: autodoc of exactly its :func:`public_names`.
+
+    Classes and functions go through ``automodule``; constants through ``autodata``, since
+    ``automodule`` skips module-level data that has no doc comment.
+    """
+    mod = importlib.import_module(module)
+    code, data = [], []
+    for name in public_names(mod):
+        obj = getattr(mod, name)
+        is_code = inspect.isclass(obj) or inspect.isroutine(obj) or hasattr(obj, "__wrapped__")
+        (code if is_code else data).append(name)
+    lines = [module, "-" * len(module), "", f".. automodule:: {module}"]
+    if code:
+        lines += [f"   :members: {', '.join(code)}", "   :undoc-members:", "   :show-inheritance:"]
+    lines.append("")
+    for name in data:
+        lines += [f".. autodata:: {module}.{name}"]
+        if len(repr(getattr(mod, name))) > 80:
+            lines.append("   :no-value:")
+        lines.append("")
+    return lines
+
+
+def all_rst() -> list[str]:
+    """The whole reference: the package's own names first, then every module."""
+    return [line for module in ["tarlib", *modules()] for line in rst(module)]
+
+
+# The docstrings are plain text with maths such as |Ax| or paths such as results/*.md;
+# reStructuredText would read |...| as a substitution and /* as the start of emphasis.
+# An inline literal glued to a letter (``A.scale``²) also needs an escaped space.
+_LITERAL = re.compile(r"(``.+?``|`[^`]+`)")
+_BARE_STAR = re.compile(r"(?<=[\w/])\*(?=\w|\.\w)")
+_BEFORE_MARKUP = set(" \t'\"([{<-/:‘“«")
+_AFTER_MARKUP = set(" \t'\")]}>-/:.,;!?\\’”»")
+
+
+def escape_plain_text(lines: list[str]) -> None:
+    """Escape ``|``, in-word ``*`` and glued inline markup, outside literals, in place."""
+    for i, line in enumerate(lines):
+        parts = _LITERAL.split(line)
+        for k in range(0, len(parts), 2):
+            parts[k] = _BARE_STAR.sub(r"\\*", parts[k].replace("|", r"\|"))
+        for k in range(1, len(parts), 2):
+            if parts[k - 1] and parts[k - 1][-1] not in _BEFORE_MARKUP:
+                parts[k - 1] += "\\ "
+            if k + 1 < len(parts) and parts[k + 1] and parts[k + 1][0] not in _AFTER_MARKUP:
+                parts[k + 1] = "\\ " + parts[k + 1]
+        lines[i] = "".join(parts)
+
+
+def resolve_short_name(app: Sphinx, env, node, contnode):
+    """``missing-reference``: a bare name such as ``RayTransform`` or ``LinearGaussian.risk``
+    in a docstring resolves to the one documented tarlib object whose full name ends with it."""
+    if node.get("refdomain") != "py":
+        return None
+    target = node["reftarget"].lstrip("~.")
+    objects = env.get_domain("py").objects
+    matches = [name for name in objects if name.startswith("tarlib.") and name.endswith(f".{target}")]
+    if len(matches) != 1:
+        return None
+    entry = objects[matches[0]]
+    return make_refnode(app.builder, node["refdoc"], entry.docname, entry.node_id, contnode, matches[0])
+
+
+def process_docstring(app: Sphinx, what: str, name: str, obj: object, options: dict, lines: list[str]) -> None:
+    """Drop the type's docstring that autodoc shows for an undocumented constant; escape plain text."""
+    if what == "data" and "\n".join(lines).strip() == inspect.cleandoc(type(obj).__doc__ or ""):
+        lines.clear()
+    escape_plain_text(lines)
+
+
+class TarlibAPI(SphinxDirective):
+    """``tarlib-api``: one autodoc section per tarlib module."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        lines = StringList()
+        for line in all_rst():
+            lines.append(line, "<tarlib-api>")
+        container = nodes.section()
+        container.document = self.state.document
+        nested_parse_with_titles(self.state, lines, container)
+        return container.children
+
+
+def drop_repeated_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: object) -> None:
+    """Keep one copy of each script of a page (``html-page-context``)."""
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        key = (script.filename or "", tuple(sorted(script.attributes.items())))  # inline: None or ""
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = unique
+
+
+def write_notebook_times(app: Sphinx, exception: Exception | None) -> None:
+    """``_build/notebook_times.json``: seconds each notebook executed in this build (``build-finished``)."""
+    from myst_nb.sphinx_ import NbMetadataCollector
+
+    times = {}
+    for docname in sorted(app.env.found_docs):
+        data = NbMetadataCollector.get_exec_data(app.env, docname)
+        if data and data.get("method") != "off" and data.get("runtime") is not None:
+            times[docname] = {"seconds": round(data["runtime"], 2), "succeeded": data["succeeded"]}
+    if times:
+        path = Path(app.outdir).parent / "notebook_times.json"
+        path.write_text(json.dumps({"source": "jupyter-book build", "notebooks": times}, indent=2) + "\n")
+
+
+def setup(app: Sphinx) -> dict:
+    app.add_directive("tarlib-api", TarlibAPI)
+    app.connect("autodoc-process-docstring", process_docstring)
+    app.connect("missing-reference", resolve_short_name)
+    app.connect("html-page-context", drop_repeated_scripts)
+    app.connect("build-finished", write_notebook_times)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,104 @@
+"""nbval's checks on the notebooks that the book build executed, so that CI runs each notebook once.
+
+``make book`` executes every notebook (fast mode, ``raise_on_error``: a cell that raises
+fails the build) and myst-nb keeps each executed copy in ``_build/jupyter_execute/``.
+This test then does what ``pytest --nbval-lax`` does with its outputs: every cell whose
+source starts with ``# NBVAL_CHECK_OUTPUT`` must give the committed output, compared the
+way nbval compares (streams merged, images, metadata and stderr left out, the same
+sanitizers from nbval_sanitize.cfg).  Together the two give nbval's verdict without a
+second execution.  ``make test`` still runs nbval itself.
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbval.plugin import coalesce_streams, transform_streams_for_comparison
+
+ROOT = Path(__file__).resolve().parents[1]
+EXECUTED = ROOT / "_build" / "jupyter_execute" / "notebooks"
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CHECK = "# NBVAL_CHECK_OUTPUT"
+# nbval's own skip list in --nbval-lax mode without nbdime, plus stderr (conftest.py)
+SKIP = {"metadata", "traceback", "prompt_number", "output_type", "name", "execution_count",
+        "application/vnd.jupyter.widget-view+json", "image/png", "image/jpeg", "stderr"}
+
+
+def _sanitizers() -> list[tuple[str, str]]:
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "nbval_sanitize.cfg")
+    return [(parser[s]["regex"], parser[s]["replace"]) for s in parser.sections()]
+
+
+def _sanitize(value, patterns):
+    if isinstance(value, str):
+        for regex, replace in patterns:
+            value = re.sub(regex, replace, value)
+    return value
+
+
+def comparable(outputs: list, patterns: list[tuple[str, str]]) -> dict[str, list]:
+    """nbval's view of a cell's outputs: each kept key (MIME types flattened) with its sanitized values."""
+    flat = defaultdict(list)
+    for output in transform_streams_for_comparison(coalesce_streams([nbformat.from_dict(o) for o in outputs])):
+        for key, value in output.items():
+            if key in SKIP:
+                continue
+            items = value.items() if key == "data" else [(key, value)]
+            for k, v in items:
+                if k not in SKIP:
+                    flat[k].append(_sanitize(v, patterns))
+    return dict(flat)
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_executed_notebook_matches_the_checked_outputs(nb: Path) -> None:
+    executed = EXECUTED / nb.name
+    assert executed.is_file(), f"no {executed}: run `make book` first (it executes every notebook)"
+    committed = nbformat.read(nb, as_version=4)["cells"]  # multi-line strings joined, as nbval reads them
+    ran = nbformat.read(executed, as_version=4)["cells"]
+    assert [c.get("id") for c in ran] == [c.get("id") for c in committed], f"{executed} is not from this {nb.name}"
+    patterns = _sanitizers()
+    checked = 0
+    for i, (mine, theirs) in enumerate(zip(committed, ran)):
+        if mine["cell_type"] != "code":
+            continue
+        errors = [o for o in theirs.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, f"{nb.name} cell {i} raised {errors[0].get('ename')}"
+        if mine["source"].lstrip().startswith(CHECK):
+            checked += 1
+            want, got = comparable(mine["outputs"], patterns), comparable(theirs["outputs"], patterns)
+            assert got == want, f"{nb.name} cell {i}: output differs from the committed one"
+    assert checked == sum(CHECK in c["source"] for c in committed if c["cell_type"] == "code")
+
+
+def test_comparison_sees_a_changed_number() -> None:
+    patterns = _sanitizers()
+    out = [{"output_type": "stream", "name": "stdout", "text": "accuracy 0.91\n"}]
+    assert comparable(out, patterns) == comparable([dict(out[0])], patterns)
+    assert comparable(out, patterns) != comparable([{**out[0], "text": "accuracy 0.92\n"}], patterns)
+    timed = [{"output_type": "stream", "name": "stdout", "text": "took 3.2 s\n"}]
+    assert comparable(timed, patterns) == comparable([{**timed[0], "text": "took 9.1 s\n"}], patterns)
+    assert comparable([{"output_type": "stream", "name": "stderr", "text": "50%|##"}], patterns) == {}
+
+
+def test_notebook_times_report_sums_and_flags_the_budget(tmp_path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("notebook_times", ROOT / "tools" / "notebook_times.py")
+    times = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(times)
+    within = times.report({"00_a": 30.0, "01_b": 45.5})
+    assert "75.5 s" in within and "within the 600 s budget" in within and "OVER" not in within
+    over = times.report({"00_a": 130.0, "01_b": 500.0})
+    assert "OVER 2 min" in over and "OVER the 600 s budget" in over
+    path = tmp_path / "t.json"
+    path.write_text('{"source": "test", "notebooks": {"00_a": {"seconds": 1.0, "succeeded": true}}}')
+    assert times.main([str(path)]) == 0
+    assert times.main([str(tmp_path / "missing.json")]) == 1
