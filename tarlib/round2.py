@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from tarlib import data, experiments, physics, stats, training
-from tarlib.config import git_blob, write_json
+from tarlib.config import write_json
 from tarlib.reproduce import Row
 
 PROTOCOL_FILE = Path("results/PROTOCOL.md")

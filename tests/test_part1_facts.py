@@ -15,9 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from test_bayes import one_thread  # noqa: E402, F401  (autouse: one thread for these tiny problems)
 
 from tarlib import bayes, decisions, metrics, nets, physics, plotting, pretrained  # noqa: E402
-from test_bayes import one_thread  # noqa: E402, F401  (autouse: one thread for these tiny problems)
 
 F64 = torch.float64
 
