@@ -43,10 +43,11 @@ def test_every_file_matches_its_sha256_and_loads_weights_only(models) -> None:
         assert not model.training
 
 
-def test_published_mnist_model_reproduces_its_accuracy(models) -> None:
-    m = models[CHECKED]
+@pytest.mark.parametrize("name", [CHECKED, "mnist_sequential"])
+def test_published_mnist_model_reproduces_its_accuracy(models, name: str) -> None:
+    m = models[name]
     assert m["check"]["n"] == 1000
-    recomputed = pretrained.check(CHECKED, n=1000, directory=WEIGHTS)
+    recomputed = pretrained.check(name, n=1000, directory=WEIGHTS)
     assert abs(recomputed["accuracy"] - m["check"]["accuracy"]) <= 0.01
     # a sanity bound against the run's accuracy on all 10,000 test images: the first 1,000
     # digits of the official test set are harder than the rest (about 1 pp for these models)
