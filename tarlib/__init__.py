@@ -14,6 +14,8 @@ Modules follow the paper's pieces:
 - :mod:`tarlib.experiments` the experiments of section 5 from the command line
 - :mod:`tarlib.reproduce` every run of section 5, its tables and figures (``make reproduce``)
 - :mod:`tarlib.pretrained` the published weights of those runs (``weights/``)
+- :mod:`tarlib.robustness` the published models on other doses and angles (section 7)
+- :mod:`tarlib.claims` the paper's claims decided on ``results/``
 
 and the course's teaching aids: :mod:`tarlib.classical` (SVD, maximum
 likelihood, Tikhonov), :mod:`tarlib.bayes` (Bayes estimators in closed form),
