@@ -45,6 +45,7 @@ def test_a_re_exported_weights_file_is_detected(committed, tmp_path) -> None:
 def test_committed_results_are_the_full_command_and_its_tables(committed) -> None:
     assert committed["command"].startswith("python -m tarlib.robustness")
     assert not committed["fast_mode"] and committed["n_images"] == 10_000
+    assert 0 < committed["evaluation_cpu_s"] <= 3600  # the budget: one CPU-hour
     conds = {(c["photons"], c["angles"]) for c in committed["conditions"]}
     assert conds == {(c.photons, c.angles) for c in robustness.conditions()}
     assert (RESULTS / "robustness.md").read_text() == robustness.markdown(committed)
@@ -144,6 +145,7 @@ def test_evaluate_and_summarise_at_toy_size(tmp_path) -> None:
     assert len(lines) == 10  # all from the cache
     for key, value in evaluation["entries"].items():
         assert torch.equal(value["correct"], again["entries"][key]["correct"])
+    assert again["cost"] == evaluation["cost"] and evaluation["cost"]["cpu_s"] > 0
     results = robustness.summarise(evaluation, n_boot=200)
     fbp_dose = [d for d in results["drop_vs_sequential"] if d["model"] == "mnist_fbp_classifier" and d["angles"] == 5]
     assert len(fbp_dose) == 1 and fbp_dose[0]["reference_policy"] == "rebuilt"
