@@ -59,6 +59,7 @@ MODELS = (REFERENCE, "mnist_joint_C0.5", "mnist_end_to_end", "mnist_fbp_classifi
 POLICIES = ("rebuilt", "trained")  # learned gradient descent: grad_scale of the new M, or the trained one
 NO_POLICY = "-"  # models without a gradient scale (FBP + classifier, sinogram CNN)
 BATCH = 500
+RESULTS = Path(__file__).resolve().parents[1] / "results"  # the committed tables of a source checkout
 
 
 @dataclass(frozen=True, order=True)
@@ -414,9 +415,9 @@ def write(results: dict[str, Any], directory: str | Path) -> list[Path]:
     return paths
 
 
-def load(directory: str | Path = Path(__file__).resolve().parents[1] / "results") -> dict[str, Any]:
-    """The committed results/robustness.json."""
-    path = Path(directory) / "robustness.json"
+def load(directory: str | Path | None = None) -> dict[str, Any]:
+    """``robustness.json`` in ``directory`` (default: the checkout's committed ``results/``)."""
+    path = Path(directory or RESULTS) / "robustness.json"
     if not path.is_file():
         raise FileNotFoundError(f"no {path}: run python -m tarlib.robustness first")
     return json.loads(path.read_text())
