@@ -16,6 +16,8 @@ Modules follow the paper's pieces:
 - :mod:`tarlib.round2`  the pre-registered second round (``results/PROTOCOL.md``)
 - :mod:`tarlib.stats`   paired tests of two models on the same test images
 - :mod:`tarlib.pretrained` the published weights of those runs (``weights/``)
+- :mod:`tarlib.robustness` the published models on other doses and angles (section 7)
+- :mod:`tarlib.claims` the paper's claims decided on ``results/``
 
 and the course's teaching aids: :mod:`tarlib.classical` (SVD, maximum
 likelihood, Tikhonov), :mod:`tarlib.bayes` (Bayes estimators in closed form),
