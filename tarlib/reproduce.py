@@ -241,6 +241,16 @@ def select(rows: list[Row], tables: list[Table], only: str | None = None, names:
 # ----------------------------------------------------------------------------- running
 
 
+def run_experiment(argv: list[str]) -> None:
+    """``python -m tarlib.experiments ARGV`` in this process; a RuntimeError names the command if it fails."""
+    try:
+        status = experiments.main(argv)
+    except SystemExit as err:  # argparse rejected the arguments
+        status = err.code
+    if status != 0:
+        raise RuntimeError(f"run failed with exit status {status}: python -m tarlib.experiments {' '.join(argv)}")
+
+
 def run_rows(
     rows: list[Row], runs: Path, results: Path, fast: bool = False, extra: tuple[str, ...] = ()
 ) -> list[str]:
@@ -254,12 +264,7 @@ def run_rows(
             continue
         argv = row.argv(runs, fast, extra)
         print(f"[reproduce] {row.name}: python -m tarlib.experiments {' '.join(argv)}", flush=True)
-        try:
-            status = experiments.main(argv)
-        except SystemExit as err:  # argparse rejected the arguments
-            status = err.code
-        if status != 0:
-            raise RuntimeError(f"row {row.name} failed with exit status {status}: {' '.join(argv)}")
+        run_experiment(argv)
         # atomic: a half-copied file must never mark a row as done
         atomic_write(done, (runs / row.name / "metrics.json").read_bytes())
         ran.append(row.name)

@@ -31,7 +31,7 @@ import torch
 
 from tarlib import data, experiments, physics, stats, training
 from tarlib.config import write_json
-from tarlib.reproduce import Row
+from tarlib.reproduce import Row, run_experiment
 
 PROTOCOL_FILE = Path("results/PROTOCOL.md")
 RESULTS = Path("results/round2")
@@ -269,15 +269,6 @@ def evaluate_row(name: str, runs: Path, results: Path, choices: dict[str, Any]) 
 # ----------------------------------------------------------------------------- the stages
 
 
-def _run(argv: list[str]) -> None:
-    try:
-        status = experiments.main(argv)
-    except SystemExit as err:  # argparse rejected the arguments
-        status = err.code
-    if status != 0:
-        raise RuntimeError(f"run failed with exit status {status}: python -m tarlib.experiments {' '.join(argv)}")
-
-
 def _val_accuracy(results: Path, name: str, draws: int) -> float | None:
     path = results / f"{name}.json"
     if not path.is_file():
@@ -329,7 +320,7 @@ def run(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[st
     for row in mu_stage_rows() if "mnist" in parts else []:
         done = [(runs / row.name / f).is_file() for f in ("metrics.json", "partial.json")]
         if "mu" not in choices and not any(done):
-            _run(row.argv(runs, fast, (*extra, "--stop-at", str(MU_STOP))))
+            run_experiment(row.argv(runs, fast, (*extra, "--stop-at", str(MU_STOP))))
     while True:
         new = decide_seg(decide(choices, runs, results), runs, results)
         if new != choices:
@@ -341,7 +332,7 @@ def run(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[st
             return choices
         row = todo[0]  # the rows are listed after the rows they start from
         if not (runs / row.name / "metrics.json").is_file():
-            _run(row.argv(runs, fast, extra))
+            run_experiment(row.argv(runs, fast, extra))
         if row.experiment == "mnist":
             evaluate_row(row.name, runs, results, choices)
         else:
