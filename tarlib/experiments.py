@@ -360,7 +360,15 @@ def _check_out(args: argparse.Namespace) -> str | None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run one experiment into ``args.out`` and return what is written to metrics.json."""
     out: Path = args.out
+    # wall time of earlier sittings of this run (saved at every checkpoint), so that an interrupted
+    # and resumed run reports all the time it cost
+    clock_file = out / "elapsed.json"
+    earlier = json.loads(clock_file.read_text())["seconds"] if clock_file.is_file() else 0.0
     start = time.perf_counter()
+
+    def elapsed() -> float:
+        return round(earlier + time.perf_counter() - start, 2)
+
     device = tarlib.setup(args.seed, args.device)
     build = mnist_experiment if args.experiment == "mnist" else segmentation_experiment
     exp = build(args, device)
@@ -388,15 +396,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     result = training.train(
         model, exp.train_loader, args.strategy, C=args.C, steps=args.steps, lr=args.lr, task=exp.task,
-        checkpoint=out / "checkpoint.pt", checkpoint_every=_size(args, 500, 100),
+        checkpoint=out / "checkpoint.pt", checkpoint_every=(every := _size(args, 500, 100)),
+        callback=lambda step, _: write_json(clock_file, {"seconds": elapsed()}) if step % every == 0 else None,
         eval_loader=exp.val_batches, eval_every=args.eval_every, progress=progress, stop_at=args.stop_at,
         warmup=args.warmup, clip=args.clip, balanced=args.balanced,
     )
     protocol = None if args.protocol is None else {"path": str(args.protocol), "blob": git_blob(args.protocol)}
     if not result["finished"]:  # --stop-at: the run continues later from its checkpoint
         partial = {"step": result["step"], "config": _config(args), "protocol": protocol,
-                   "validation": result["history"]["eval"], "wall_time_s": round(time.perf_counter() - start, 2)}
+                   "validation": result["history"]["eval"], "wall_time_s": elapsed()}
         write_json(out / "partial.json", partial)
+        write_json(clock_file, {"seconds": partial["wall_time_s"]})
         return partial
     if R_learns and args.strategy != "pretrain_task":
         training.save_weights(model.R, out / "R.pt")
@@ -429,7 +439,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "device": str(device),
         "git_commit": _git_commit(),
         "versions": tarlib.versions(),
-        "wall_time_s": round(time.perf_counter() - start, 2),
+        "wall_time_s": elapsed(),
         "n_parameters": {"R": nets.n_parameters(model.R) if R_learns else 0, "T": nets.n_parameters(model.T)},
         "final_train_loss": result["history"]["loss"][-1] if result["history"]["loss"] else None,
         "validation": result["history"]["eval"],

@@ -260,3 +260,16 @@ def test_segmentation_steps_rule_and_rows() -> None:
     assert not pending and {f"r2_seg_joint_C{C:g}_s0" for C in round2.SEG_C} <= names
     assert {f"r2_seg_{k}_s{s}" for k in ("sequential", "fbp_unet", "joint_C0.9") for s in (0, 1, 2)} <= names
     assert all(r.steps == 600 for r in rows if r.name not in {f.name for f in first})
+
+
+def test_a_resumed_run_reports_the_time_of_every_sitting(tmp_path: Path) -> None:
+    from tarlib import experiments
+
+    argv = ["mnist", "--strategy", "pretrain_reconstruction", "--fast", "--steps", "4", "--eval-every", "2",
+            "--batch-size", "8", "--no-progress", "--out", str(tmp_path)]
+    assert experiments.main([*argv, "--stop-at", "2"]) == 0
+    first = json.loads((tmp_path / "partial.json").read_text())["wall_time_s"]
+    assert json.loads((tmp_path / "elapsed.json").read_text())["seconds"] == first > 0
+    assert experiments.main(argv) == 0
+    total = json.loads((tmp_path / "metrics.json").read_text())["wall_time_s"]
+    assert total > first
