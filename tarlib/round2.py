@@ -539,6 +539,12 @@ def comparison(results: Path, choices: dict[str, Any], a: str, b: str = "r2_sequ
     return {"a": a, "b": b, "per_seed": per_seed, "bootstrap": stats.paired_bootstrap(diff)}
 
 
+def _unrecorded(results: Path) -> dict[str, dict[str, Any]]:
+    """Time of sittings that a row's JSON does not contain, by row: ``{"seconds", "reason"}`` (budget only)."""
+    path = results / "unrecorded_time.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def targets(results: Path, choices: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     """The protocol's targets: (target, measured, verdict — None while the runs are missing)."""
     out: list[tuple[str, str, bool | None]] = []
@@ -573,8 +579,10 @@ def targets(results: Path, choices: dict[str, Any]) -> list[tuple[str, str, bool
         names = [p.stem for p in results.glob("r2_*.json") if p.stem.startswith("r2_seg_") == (part == "seg")]
         seconds = sum(sum(json.loads((results / f"{n}.json").read_text()).get(k, 0)
                           for k in ("wall_time_s", "evaluation_time_s")) for n in names)
-        # the μ stage's runs that were not continued count too (the chosen one's time is in its row)
-        hours = (seconds + (choices.get("mu", {}).get("wall_time_s", 0) if part == "mnist" else 0)) / 3600
+        # the μ stage's runs count too, and sittings whose time a run did not record (unrecorded_time.json)
+        seconds += choices.get("mu", {}).get("wall_time_s", 0) if part == "mnist" else 0
+        seconds += sum(v["seconds"] for k, v in _unrecorded(results).items() if k.startswith("r2_seg_") == (part == "seg"))
+        hours = seconds / 3600
         complete = "best_C" in choices if part == "mnist" else "seg_best_C" in choices
         out.append((f"4. {part}: ≤ {budget:g} CPU-hours on 2 cores", f"{hours:.2f} h in {len(names)} runs",
                     hours <= budget if complete else None))
