@@ -626,10 +626,23 @@ def plot_sweep(results: Path, path: Path) -> bool:
     return True
 
 
+def mu_table(choices: dict[str, Any]) -> str:
+    """The μ stage: each candidate's check-set L2 after 2,000 steps, its extrapolation to 8,000, the choice."""
+    if "mu" not in choices:
+        return "The μ stage has not finished.\n"
+    lines = ["| μ | check-set L2 at 2,000 steps | fit a + b/√t: a, b | extrapolated L2 at 8,000 | distance to the paper's 9.0 |",
+             "|---:|---:|---:|---:|---:|"]
+    for mu, fit in choices["mu"]["fits"].items():
+        chosen = " (chosen)" if float(mu) == choices["mu"]["chosen"] else ""
+        lines.append(f"| {mu}{chosen} | {fit['l2_at_2000']:.2f} | {fit['a']:.2f}, {fit['b']:.1f} | "
+                     f"{fit['l2_at_8000']:.2f} | {abs(fit['l2_at_8000'] - MU_TARGET_L2):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_tables(results: Path = RESULTS) -> list[Path]:
-    """Write round 2's tables (table1.md, sweep.md, balanced.md, targets.md) and sweep.png from its JSON files."""
+    """Write round 2's tables (mu, table1, sweep, balanced, targets as .md) and sweep.png from its JSON files."""
     choices = load_choices(results)
-    files = {"table1.md": mnist_table(results, choices),
+    files = {"mu.md": mu_table(choices), "table1.md": mnist_table(results, choices),
              "sweep.md": sweep_table(sweep_points(results, "r2_joint_C", C_SWEEP), "C"),
              "balanced.md": sweep_table(sweep_points(results, "r2_balanced_C", C_BALANCED), "C (balanced)"),
              "targets.md": targets_markdown(targets(results, choices))}

@@ -271,3 +271,13 @@ def test_a_resumed_run_reports_the_time_of_every_sitting(tmp_path: Path) -> None
     assert experiments.main(argv) == 0
     total = json.loads((tmp_path / "metrics.json").read_text())["wall_time_s"]
     assert total > first
+
+
+def test_committed_round2_tables_are_in_sync_with_their_json_files() -> None:
+    if not (RESULTS / "choices.json").is_file():
+        pytest.skip("round 2 has made no choice yet")
+    choices = round2.load_choices(RESULTS)
+    expected = {"mu.md": round2.mu_table(choices), "table1.md": round2.mnist_table(RESULTS, choices),
+                "targets.md": round2.targets_markdown(round2.targets(RESULTS, choices))}
+    for name, text in expected.items():
+        assert (RESULTS / name).read_text() == text, f"results/round2/{name} is stale: python -m tarlib.reproduce --round 2 --tables-only"
