@@ -51,22 +51,13 @@ def load_results(prefix: str, directory: str | Path | None = None) -> dict[str, 
     return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob(f"{prefix}*.json"))}
 
 
-def _terms(model: TaskAdapted, batch: tuple[Tensor, Tensor, Tensor], task: str) -> dict[str, Tensor]:
-    """ℓ_D and ℓ_X of one batch, attached to the graph (JointLoss.terms with both weights > 0)."""
-    if model.R is None:
-        raise ValueError("the model has no reconstruction network R: ℓ_X is undefined")
-    x, y, z = batch
-    x_hat, logits = model(y)
-    return losses.JointLoss(0.5, training.task_loss(task)).terms(x_hat, logits, x, z)
-
-
 def loss_scales(model: TaskAdapted, batch: tuple[Tensor, Tensor, Tensor], task: str) -> dict[str, float]:
     """ℓ_X, ℓ_D and g_X = ‖∇_θ ℓ_X‖, g_D = ‖∇_θ ℓ_D‖ on R's parameters θ, for one batch (x, y, z).
 
     ``ratio`` = g_D / g_X; ``C_balance`` = the C at which (1 − C)·g_D = C·g_X, i.e. where
     the two terms of eq. (18) pull on R equally hard: g_D / (g_D + g_X).
     """
-    terms = _terms(model, batch, task)
+    terms = training.loss_terms(model, batch, task)
     g = losses.gradient_norms(terms, model.R.parameters())
     g_D, g_X = g["task"], g["reconstruction"]
     return {
@@ -89,7 +80,7 @@ def clipped_task_step(
     T's entries: the factor by which Adam's ε shrinks T's first steps (1 means no effect;
     for a gradient steady in time Adam's step is lr·|g|/(|g| + ε)).
     """
-    terms = _terms(model, batch, task)
+    terms = training.loss_terms(model, batch, task)
     weights = losses.JointLoss(C, training.task_loss(task)).weights()
     total = sum(weights[name] * value for name, value in terms.items())
     params_R, params_T = list(model.R.parameters()), list(model.T.parameters())

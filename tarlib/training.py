@@ -189,10 +189,13 @@ def _setup_strategy(
     return trained, losses.JointLoss(C, task_loss(task), balanced=balanced)
 
 
-def _terms_on_batch(model: TaskAdapted, loss: losses.JointLoss, batch: Batch) -> dict[str, Tensor]:
+def loss_terms(model: TaskAdapted, batch: Batch, task: str = "classification") -> dict[str, Tensor]:
+    """ℓ_D (``"task"``) and ℓ_X (``"reconstruction"``) of one batch (x, y, z), attached to the graph."""
+    if model.R is None:
+        raise ValueError("the model has no reconstruction network R: ℓ_X is undefined")
     x, y, z = batch
     x_hat, logits = model(y)
-    return loss.terms(x_hat, logits, x, z)
+    return losses.JointLoss(0.5, task_loss(task)).terms(x_hat, logits, x, z)
 
 
 def gradient_balance(
@@ -205,14 +208,11 @@ def gradient_balance(
     This measures which term really drives R, whatever the weights C and 1 − C say.
     The model's modes are left as they were (evaluate in the mode you care about).
     """
-    if model.R is None:
-        raise ValueError("gradient_balance needs a model with a reconstruction network R")
-    both = losses.JointLoss(0.5, task_loss(task))
     params = list(model.R.parameters())
     sums = {"task": 0.0, "reconstruction": 0.0}
     n = 0
     for batch in batches:
-        norms = losses.gradient_norms(_terms_on_batch(model, both, batch), params)
+        norms = losses.gradient_norms(loss_terms(model, batch, task), params)
         for key in sums:
             sums[key] += norms[key]
         n += 1
@@ -377,7 +377,7 @@ def train(
         x, y, z = (t.to(device, non_blocking=True) for t in next(batches))
         if balanced and step % balance_every == 0:
             with _autocast(device, amp):
-                loss.update_scales(losses.gradient_norms(_terms_on_batch(model, loss, (x, y, z)), model.R.parameters()))
+                loss.update_scales(losses.gradient_norms(loss_terms(model, (x, y, z), task), model.R.parameters()))
         with _autocast(device, amp):
             total, parts = _forward(model, strategy, loss, (x, y, z))
         optimizer.zero_grad(set_to_none=True)
