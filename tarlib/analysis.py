@@ -222,33 +222,43 @@ def read_seg_outputs(path: str | Path) -> dict[str, Any]:
 
 
 def _row_label(row: str, C: float) -> str:
+    row = row.removeprefix("r2_").removeprefix("seg_")
     return f"{row}" if math.isnan(C) else f"{row} (C = {C:g})"
 
 
-def plot_seg_panel(outputs: Mapping[str, Any], index: int) -> Figure:
-    """Figure 3 for test slice ``index`` of :func:`read_seg_outputs`'s ``outputs``: one row per model.
+def plot_seg_panel(outputs: Mapping[str, Any], index: int, per_row: int = 5) -> Figure:
+    """Figure 3 for test slice ``index`` of :func:`read_seg_outputs`'s ``outputs``: one column per model.
 
-    Columns: the reconstruction R(y) in its own grey window (:func:`contrast_window`, so
-    that a small-C reconstruction shows what it emphasises), the grey-matter probability
-    T(R(y)) on [0, 1], and the true slice with its mask on top (for reference).
+    The first column holds the true slice (with the true grey-matter mask drawn on the
+    lower copy); then, per model, the reconstruction R(y) in its own grey window
+    (:func:`contrast_window`, so that a small-C reconstruction shows what it emphasises)
+    above the grey-matter probability T(R(y)) on [0, 1].  Models wrap after ``per_row``.
     """
     rows = outputs["rows"]
     if not 0 <= index < len(outputs["x"]):
         raise ValueError(f"index must lie in [0, {len(outputs['x']) - 1}] (slices in the file), got {index}")
-    fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.5 * len(rows)), squeeze=False)
-    for ax_r, ax_p, ax_t, row in zip(*np.transpose(axes), rows):
-        recon = outputs["recon"][row][index]
-        vmin, vmax = contrast_window(recon)
-        ax_r.imshow(recon, cmap="gray", vmin=vmin, vmax=vmax)
-        ax_r.set_title(f"R(y): {_row_label(row, outputs['C'][row])}\nwindow [{vmin:.2f}, {vmax:.2f}]", fontsize=8)
-        ax_p.imshow(outputs["prob"][row][index], cmap="magma", vmin=0, vmax=1)
-        ax_p.set_title("grey-matter probability", fontsize=8)
-        ax_t.imshow(outputs["x"][index], cmap="gray")
-        ax_t.contour(outputs["z"][index], levels=[0.5], colors="tab:green", linewidths=0.6)
-        ax_t.set_title("true x, true mask", fontsize=8)
+    bands = math.ceil(len(rows) / per_row)
+    cols = 1 + min(per_row, len(rows))
+    fig, axes = plt.subplots(2 * bands, cols, figsize=(1.9 * cols, 4.1 * bands), squeeze=False)
+    for band in range(bands):
+        top, bottom = axes[2 * band], axes[2 * band + 1]
+        top[0].imshow(outputs["x"][index], cmap="gray")
+        top[0].set_title("true x", fontsize=8)
+        bottom[0].imshow(outputs["x"][index], cmap="gray")
+        bottom[0].contour(outputs["z"][index], levels=[0.5], colors="tab:green", linewidths=0.6)
+        bottom[0].set_title("true mask", fontsize=8)
+        for j, row in enumerate(rows[band * per_row:(band + 1) * per_row], start=1):
+            recon = outputs["recon"][row][index]
+            vmin, vmax = contrast_window(recon)
+            top[j].imshow(recon, cmap="gray", vmin=vmin, vmax=vmax)
+            top[j].set_title(f"{_row_label(row, outputs['C'][row])}\n[{vmin:.2f}, {vmax:.2f}]", fontsize=7)
+            bottom[j].imshow(outputs["prob"][row][index], cmap="magma", vmin=0, vmax=1)
+            bottom[j].set_title("P(grey matter)", fontsize=7)
     for ax in axes.ravel():
         ax.set(xticks=[], yticks=[])
-    fig.tight_layout()
+        if not ax.images:
+            ax.set_axis_off()
+    fig.tight_layout(pad=0.4, h_pad=1.5)
     return fig
 
 

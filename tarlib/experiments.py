@@ -117,6 +117,26 @@ def _fixed_batches(images, targets, M, batch_size: int, seed: int, device) -> li
     return list(loader)
 
 
+def data_model(experiment: str, recon: str | None = None, mu: float | None = None) -> physics.DataModel:
+    """The data model M (operator and noise, eqs. (1)-(2)) that ``experiment``'s ``recon`` reads.
+
+    MNIST: Poisson counts with attenuation scale ``mu`` (default
+    :data:`tarlib.physics.MNIST_MU`); learned gradient descent and the sinogram CNN read
+    the raw counts, the other reconstructions their log (line integrals).
+    Segmentation: the brain geometry with 0.1 % Gaussian noise.
+    """
+    if experiment not in DEFAULTS:
+        raise ValueError(f"experiment must be one of {sorted(DEFAULTS)}, got {experiment!r}")
+    recon = recon or DEFAULTS[experiment]["recon"]
+    if recon not in RECONSTRUCTIONS:
+        raise ValueError(f"recon must be one of {RECONSTRUCTIONS}, got {recon!r}")
+    if experiment != "mnist":
+        if mu is not None:
+            raise ValueError(f"mu applies to the mnist experiment only, not {experiment!r}")
+        return physics.brain_data_model()
+    return physics.mnist_data_model(mu=physics.MNIST_MU if mu is None else mu, log_data=recon not in ("lgd", "none"))
+
+
 def build_model(
     experiment: str, recon: str | None = None, fast: bool = False, mu: float | None = None, norm: str = "batch"
 ) -> tuple[nets.TaskAdapted, physics.DataModel]:
@@ -127,20 +147,9 @@ def build_model(
     ``mu`` (mnist only) is the attenuation scale of the Poisson data model (default
     :data:`tarlib.physics.MNIST_MU`).  ``norm`` is the segmentation U-Net's normalisation.
     """
-    if experiment not in DEFAULTS:
-        raise ValueError(f"experiment must be one of {sorted(DEFAULTS)}, got {experiment!r}")
-    recon = recon or DEFAULTS[experiment]["recon"]
-    if recon not in RECONSTRUCTIONS:
-        raise ValueError(f"recon must be one of {RECONSTRUCTIONS}, got {recon!r}")
-    if mu is not None and experiment != "mnist":
-        raise ValueError(f"mu applies to the mnist experiment only, not {experiment!r}")
+    recon = recon or DEFAULTS.get(experiment, {}).get("recon")
+    M = data_model(experiment, recon, mu)
     iters, width = (3, 8) if fast else (10, 32)
-    if experiment == "mnist":
-        # learned gradient descent reads the raw counts through the Poisson likelihood;
-        # the other reconstructions need line integrals, i.e. log-transformed counts
-        M = physics.mnist_data_model(mu=physics.MNIST_MU if mu is None else mu, log_data=recon not in ("lgd", "none"))
-    else:
-        M = physics.brain_data_model()
     R: nn.Module | None = {
         "lgd": lambda: nets.LearnedGradientDescent(M, n_iter=iters, width=width),
         "lpd": lambda: nets.LearnedPrimalDual(M.A, n_iter=iters, width=width),

@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from tarlib import experiments, nets, training
+from tarlib import experiments, nets, physics, training
 from tarlib.config import sha256_file, write_json
 
 PARTS = ("R", "T")  # the reconstruction R_θ and the task network T_ϑ
@@ -70,15 +71,17 @@ def _entry(name: str, directory: Path) -> dict[str, Any]:
     return models[name]
 
 
-def _build(entry: dict[str, Any], directory: Path, device: str | torch.device) -> tuple[nets.TaskAdapted, Any]:
-    """T ∘ R (eval mode) and M of a manifest entry, its files checked against their SHA-256."""
-    model, M = experiments.build_model(entry["experiment"], entry["recon"])
+def _build(entry: dict[str, Any], directory: Path, device: str | torch.device,
+           verify: bool = True) -> tuple[nets.TaskAdapted, Any]:
+    """T ∘ R (eval mode) and M of a manifest entry, its files checked against their SHA-256 (``verify``)."""
+    model, M = experiments.build_model(entry["experiment"], entry["recon"], mu=entry.get("mu"),
+                                       norm=entry.get("norm", "batch"))
     for part, file in entry["files"].items():
         path = directory / file["path"]
         if not path.is_file():
             raise FileNotFoundError(f"{path} (part {part} of {entry['name']}) is missing: {HOW_TO_GET}")
-        digest = sha256_file(path)
-        if digest != file["sha256"]:
+        digest = sha256_file(path) if verify else None
+        if verify and digest != file["sha256"]:
             raise ValueError(
                 f"{path} (part {part} of {entry['name']}) was altered: its SHA-256 {digest} does not match "
                 f"the manifest's {file['sha256']}; restore it (`git checkout -- weights/{file['path']}` in a "
@@ -98,6 +101,16 @@ def load(name: str, device: str | torch.device = "cpu", directory: str | Path | 
     """The published model ``name`` as T ∘ R in eval mode, its files checked against the manifest."""
     directory = Path(directory or weights_dir())
     return _build(_entry(name, directory), directory, device)[0]
+
+
+def data_model(name: str, directory: str | Path | None = None) -> physics.DataModel:
+    """The data model M that the published model ``name`` was trained and tested with.
+
+    Feed a published model data from this M: its noise level and, for MNIST, its
+    attenuation scale μ are those of the run (``mu`` in the manifest).
+    """
+    entry = _entry(name, Path(directory or weights_dir()))
+    return experiments.data_model(entry["experiment"], entry["recon"], entry.get("mu"))
 
 
 def load_reconstruction(name: str, device: str | torch.device = "cpu", directory: str | Path | None = None) -> torch.nn.Module:
@@ -124,17 +137,28 @@ def check(name: str, n: int | None = 1000, device: str | torch.device = "cpu",
 
 
 def export(
-    models: dict[str, dict[str, Any]], runs: str | Path, directory: str | Path | None = None, n_check: int = 1000
+    models: dict[str, dict[str, Any]], runs: str | Path, directory: str | Path | None = None, n_check: int = 1000,
+    half: Collection[str] = (), n_agreement: int | None = None,
 ) -> Path:
     """Copy the weights of finished runs to ``directory`` and write its manifest; return the manifest's path.
 
     ``models`` maps a model name to ``{"experiment", "recon", "seed", "command", "metrics",
-    "files": {part: run}}``: the part (R or T) is copied from ``runs/<run>/<part>.pt``.
-    Each entry also gets ``check``: its metrics on the first ``n_check`` test images, which
-    the tests recompute from the published files.
+    "files": {part: run}}`` (optionally ``"mu"`` and ``"norm"``, passed to
+    :func:`tarlib.experiments.build_model`): the part (R or T) is copied from
+    ``runs/<run>/<part>.pt``.  Each entry also gets ``check``: its metrics on the first
+    ``n_check`` test images, which the tests recompute from the published files.
+
+    The models named in ``half`` are stored in float16 (half the bytes) and loaded back
+    into float32 networks.  This is allowed only where the stored model decides like the
+    float32 one: the same class for ≥ 99.8 % of all test images (MNIST), the same label
+    for ≥ 99.8 % of all test pixels (segmentation), else a ValueError.  The agreement is
+    recorded as ``float16`` in the entry (``n_agreement``: on the first test images only).
     """
     directory, runs = Path(directory or weights_dir()), Path(runs)
     directory.mkdir(parents=True, exist_ok=True)
+    unknown = sorted(set(half) - set(models))
+    if unknown:
+        raise ValueError(f"half names models that are not exported: {unknown}")
     entries = []
     for name, spec in models.items():
         files = {}
@@ -142,11 +166,42 @@ def export(
             if part not in PARTS:
                 raise ValueError(f"{name}: parts are {PARTS}, got {part!r}")
             target = directory / f"{run}.{part}.pt"
-            shutil.copyfile(runs / run / f"{part}.pt", target)
+            if name in half:
+                state = training.load_checkpoint(runs / run / f"{part}.pt")
+                training.save_state({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, target)
+            else:
+                shutil.copyfile(runs / run / f"{part}.pt", target)
             files[part] = {"path": target.name, "sha256": sha256_file(target), "bytes": target.stat().st_size}
         entry = {"name": name, **{k: v for k, v in spec.items() if k != "files"}, "files": files}
+        if name in half:
+            full = {part: {"path": str((runs / run / f"{part}.pt").resolve())} for part, run in spec["files"].items()}
+            entry["float16"] = float16_agreement({**entry, "files": full}, entry, directory, n_agreement)
         entry["check"] = _check(entry, directory, n_check if entry["experiment"] == "mnist" else None, "cpu")
         entries.append(entry)
     path = directory / "manifest.json"
     write_json(path, {"models": entries})
     return path
+
+
+FLOAT16_AGREEMENT = 0.998  # share of test decisions a float16 copy must share with its float32 model
+
+
+@torch.no_grad()
+def float16_agreement(full: dict[str, Any], stored: dict[str, Any], directory: Path,
+                      n: int | None = None) -> dict[str, Any]:
+    """Share of test decisions (classes, or pixel labels) on which the stored copy agrees with the full model.
+
+    ``full`` and ``stored`` are manifest entries whose file paths point at the float32 and the
+    stored weights.  Every test image (all pixels of every test slice; ``n``: the first ones)
+    with the noise of the entry's seed; raises unless the share is at least :data:`FLOAT16_AGREEMENT`.
+    """
+    decisions = []
+    for entry in (full, stored):
+        model, M = _build(entry, directory, "cpu", verify=entry is stored)
+        batches = experiments.test_batches(entry["experiment"], M, entry["seed"], n)
+        decisions.append(torch.cat([model(y)[1].argmax(dim=1).flatten() for _, y, _ in batches]))
+    share = float((decisions[0] == decisions[1]).double().mean())
+    if share < FLOAT16_AGREEMENT:
+        raise ValueError(f"{stored['name']}: the float16 copy agrees with the float32 model on {share:.4%} of the "
+                         f"test decisions, below {FLOAT16_AGREEMENT:.1%}; publish it in float32")
+    return {"agreement": share, "decisions": len(decisions[0])}

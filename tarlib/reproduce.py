@@ -699,6 +699,9 @@ def _main_round2(args: argparse.Namespace) -> int:
         return 0
     for path in round2.write_tables(results):
         print(f"[reproduce] wrote {path}")
+    if args.export_weights:
+        for path in round2.publish(args.runs, results, args.weights):
+            print(f"[reproduce] wrote {path}")
     return 0
 
 

@@ -545,6 +545,12 @@ def _unrecorded(results: Path) -> dict[str, dict[str, Any]]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _complete(results: Path, choices: dict[str, Any], part: str) -> bool:
+    """Whether every row of ``part`` ("mnist" or "seg") is determined and has its JSON file."""
+    listed, pending = rows(choices) if part == "mnist" else seg_rows(choices)
+    return not pending and all((results / f"{r.name}.json").is_file() for r in listed)
+
+
 def targets(results: Path, choices: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     """The protocol's targets: (target, measured, verdict — None while the runs are missing)."""
     out: list[tuple[str, str, bool | None]] = []
@@ -583,7 +589,7 @@ def targets(results: Path, choices: dict[str, Any]) -> list[tuple[str, str, bool
         seconds += choices.get("mu", {}).get("wall_time_s", 0) if part == "mnist" else 0
         seconds += sum(v["seconds"] for k, v in _unrecorded(results).items() if k.startswith("r2_seg_") == (part == "seg"))
         hours = seconds / 3600
-        complete = "best_C" in choices if part == "mnist" else "seg_best_C" in choices
+        complete = _complete(results, choices, part)
         out.append((f"4. {part}: ≤ {budget:g} CPU-hours on 2 cores", f"{hours:.2f} h in {len(names)} runs",
                     hours <= budget if complete else None))
     return out
@@ -626,6 +632,181 @@ def plot_sweep(results: Path, path: Path) -> bool:
     return True
 
 
+def seg_table_rows(choices: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """The segmentation table of round 2: (label, row names over seeds)."""
+    best = choices.get("seg_best_C", {}).get("C")
+    out = [("U-Net on true images ∘ R_0 (pre-training)", ["r2_seg_pretrain_T_s0"]),
+           ("sequential (eq. (13))", _seeded("r2_seg_sequential")),
+           ("FBP + U-Net", _seeded("r2_seg_fbp_unet"))]
+    if best is not None:
+        out.append((f"joint, best C = {_c(best)} (chosen on validation)", _seeded(f"r2_seg_joint_C{_c(best)}")))
+    out += [(("end-to-end, C = 0" if C == 0 else f"joint, C = {_c(C)}"), [f"r2_seg_joint_C{_c(C)}_s0"])
+            for C in SEG_C if C != best]
+    return out
+
+
+def _slices(summary: dict[str, Any], metric: str) -> np.ndarray:
+    return np.asarray(summary["evaluation"]["test_per_slice"][metric], dtype=float)
+
+
+def seg_table(results: Path, choices: dict[str, Any]) -> str:
+    """Segmentation rows as Markdown: test Dice, IoU, PSNR (mean ± std over seeds), the paired per-slice
+    Dice difference to sequential (same seed, mean over the 13 test slices and the seeds) and which row is best."""
+    lines = ["| method | Dice | IoU | PSNR (dB) | Δ Dice vs sequential, paired per slice | seeds | steps |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    means = {}
+    for label, names in seg_table_rows(choices):
+        runs = {n: r for n in names if (r := _load(results, n)) is not None}
+        if not runs:
+            lines.append(f"| {label} | — | — | — | — | 0 | — |")
+            continue
+        cells = [_cell([r["evaluation"]["test"].get(m) for r in runs.values()], d) for m, d in
+                 (("dice", 3), ("iou", 3), ("psnr", 2))]
+        diffs = [_slices(r, "dice") - _slices(seq, "dice") for n, r in runs.items()
+                 if (seq := _load(results, f"r2_seg_sequential_s{n.rsplit('_s', 1)[1]}")) is not None]
+        delta = "—" if not diffs or "sequential" in label else f"{np.mean(diffs):+.4f} ({len(diffs)} seeds × 13 slices)"
+        steps = sorted({r["config"]["steps"] for r in runs.values()})
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {delta} | {len(runs)} | {', '.join(map(str, steps))} |")
+        means[label] = float(np.mean([r["evaluation"]["test"]["dice"] for r in runs.values()]))
+    text = "\n".join(lines) + "\n"
+    if means:
+        best = max(means, key=means.get)
+        text += f"\nHighest mean test Dice: **{best}** ({means[best]:.3f}).\n"
+    return text
+
+
+def plot_seg_curves(results: Path, path: Path) -> bool:
+    """Validation Dice against training step of the segmentation runs (the steps rule reads the first two)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {n: r["validation"] for n in ["r2_seg_sequential_s0", *(f"r2_seg_joint_C{_c(C)}_s0" for C in SEG_C)]
+              if (r := _load(results, n)) is not None and r.get("validation")}
+    if not curves:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, curve in curves.items():
+        ax.plot([e["step"] for e in curve], [e["dice"] for e in curve], ".-", label=name.removeprefix("r2_seg_"))
+    if "seg_steps" in load_choices(results):
+        ax.axvline(load_choices(results)["seg_steps"]["steps"], color="k", ls=":", label="N (steps of later rows)")
+    ax.set(xlabel="training step", ylabel="validation Dice (13 slices)", ylim=(0, 1))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.suptitle("Segmentation, round 2, seed 0. Regenerate: python -m tarlib.reproduce --round 2 --tables-only",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+# ----------------------------------------------------------------------------- publishing (weights/ and figures)
+
+
+SEG_OUTPUT_ROWS = ("r2_seg_sequential_s0", "r2_seg_fbp_unet_s0", *(f"r2_seg_joint_C{_c(C)}_s0" for C in SEG_C))
+FLOAT16 = ("seg_sequential", "seg_joint_C0.5", "seg_pretrain_T")  # the U-Nets are most of the bytes
+FIGURE2_MODELS = ("mnist_sequential", "mnist_end_to_end", "mnist_joint_C0.01", "mnist_joint_best")
+
+
+def published(choices: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Published name → {part: the round-2 row whose R.pt / T.pt it is}.
+
+    The ten names of round 1 keep their meaning (seed 0 of each row), and two are new:
+    ``mnist_joint_best`` (the joint C chosen on validation) and ``seg_pretrain_T`` (the
+    U-Net trained on true slices, with the pre-trained R of the sequential run).
+    """
+    if "best_C" not in choices:
+        raise ValueError("round 2 is not finished: the best joint C has not been chosen (stage sweep)")
+    pre_R = pretrain_R_row(choices["mu"]["chosen"], 0).name
+
+    def both(row: str) -> dict[str, str]:
+        return {"R": row, "T": row}
+
+    return {
+        "mnist_pretrain_T": {"R": pre_R, "T": "r2_pretrain_T_s0"},
+        "mnist_sequential": {"R": pre_R, "T": "r2_sequential_s0"},
+        "mnist_end_to_end": both("r2_end_to_end_s0"),
+        **{f"mnist_joint_C{_c(C)}": both(f"r2_joint_C{_c(C)}_s0") for C in (0.01, 0.5, 0.999)},
+        "mnist_joint_best": both(f"r2_joint_C{_c(choices['best_C']['C'])}_s0"),
+        "mnist_fbp_classifier": {"T": "r2_fbp_classifier"},
+        "mnist_sinogram_cnn": {"T": "r2_sinogram_cnn"},
+        "seg_sequential": {"R": "r2_seg_pretrain_R_s0", "T": "r2_seg_sequential_s0"},
+        "seg_joint_C0.5": both("r2_seg_joint_C0.5_s0"),
+        "seg_pretrain_T": {"R": "r2_seg_pretrain_R_s0", "T": "r2_seg_pretrain_T_s0"},
+    }
+
+
+def publish(runs: Path, results: Path = RESULTS, weights: Path | None = None, n_check: int = 1000) -> list[Path]:
+    """Publish round 2 for the course: ``weights/`` (:func:`published`, the U-Nets in float16),
+    ``results/seg_outputs.npz`` (every segmentation row of :data:`SEG_OUTPUT_ROWS`), and the panels
+    ``figure2.png`` (digits, reconstructions, class probabilities) and ``figure3.png``.  Each MNIST
+    model's ``check`` in the manifest is its accuracy on the first ``n_check`` test images."""
+    from tarlib import analysis, pretrained
+
+    choices = load_choices(results)
+    by_name = {r.name: r for r in [*rows(choices)[0], *seg_rows(choices)[0]]}
+    models = {}
+    for name, parts in published(choices).items():
+        summary = _load(results, parts["T"])
+        if summary is None or summary["config"].get("fast"):
+            raise ValueError(f"{name}: {results / parts['T']}.json is missing or from a --fast run: "
+                             "only finished full runs are published")
+        config = summary["config"]
+        models[name] = {
+            "experiment": summary["experiment"], "recon": config["recon"], "strategy": summary["strategy"],
+            "C": summary["C"], "seed": summary["seed"], "balanced": config.get("balanced", False),
+            **({"mu": _mu_of(summary)} if summary["experiment"] == "mnist" else {"norm": config["unet_norm"]}),
+            "commands": [f"python -m tarlib.experiments {' '.join(by_name[r].argv(Path('runs')))}"
+                         for r in sorted(set(parts.values()))],
+            "reproduce": "python -m tarlib.reproduce --round 2 --runs RUNS, then --round 2 --export-weights",
+            "metrics": summary["metrics"]["test"], "files": parts,
+        }
+    written = [pretrained.export(models, runs, weights, n_check, half=FLOAT16)]
+    outputs = {row: load_run(runs / row)[0] for row in SEG_OUTPUT_ROWS}
+    C = {row: _load(results, row)["C"] for row in SEG_OUTPUT_ROWS}
+    written.append(analysis.write_seg_outputs(outputs, C, results.parent / "seg_outputs.npz"))
+    written += [plot_figure2(weights, results / "figure2.png"),
+                plot_figure3(results.parent / "seg_outputs.npz", results / "figure3.png")]
+    return written
+
+
+def plot_figure2(weights: Path | None, path: Path, n: int = 4) -> Path:
+    """The paper's Figure 2 for the published models :data:`FIGURE2_MODELS` on the first ``n`` test digits."""
+    from tarlib import analysis, pretrained
+
+    x, y, z = (t[:n] for t in next(iter(experiments.test_batches(
+        "mnist", pretrained.data_model(FIGURE2_MODELS[0], weights), seed=0, n=n))))
+    recon, prob = {}, {}
+    with torch.no_grad():
+        for name in FIGURE2_MODELS:
+            x_hat, logits = pretrained.load(name, directory=weights)(y)
+            recon[name.removeprefix("mnist_")], prob[name.removeprefix("mnist_")] = x_hat, logits.softmax(dim=1)
+    fig = analysis.plot_strategies(x, y, recon, prob, labels=z)
+    fig.suptitle("Round 2, seed 0 (weights/). Regenerate: python -m tarlib.reproduce --round 2 --export-weights",
+                 fontsize=8, y=1.04)
+    return _save(fig, path)
+
+
+def plot_figure3(outputs: Path, path: Path, index: int = 3) -> Path:
+    """The paper's Figure 3 for slice ``index`` of ``seg_outputs.npz``: every row, its own grey window."""
+    from tarlib import analysis
+
+    fig = analysis.plot_seg_panel(analysis.read_seg_outputs(outputs), index)
+    fig.suptitle("Round 2, seed 0. Regenerate: python -m tarlib.reproduce --round 2 --export-weights",
+                 fontsize=8, y=1.04)
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def mu_table(choices: dict[str, Any]) -> str:
     """The μ stage: each candidate's check-set L2 after 2,000 steps, its extrapolation to 8,000, the choice."""
     if "mu" not in choices:
@@ -639,17 +820,24 @@ def mu_table(choices: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(results: Path = RESULTS) -> list[Path]:
-    """Write round 2's tables (mu, table1, sweep, balanced, targets as .md) and sweep.png from its JSON files."""
+def tables(results: Path = RESULTS) -> dict[str, str]:
+    """Round 2's Markdown tables by file name, computed from its JSON files alone."""
     choices = load_choices(results)
-    files = {"mu.md": mu_table(choices), "table1.md": mnist_table(results, choices),
-             "sweep.md": sweep_table(sweep_points(results, "r2_joint_C", C_SWEEP), "C"),
-             "balanced.md": sweep_table(sweep_points(results, "r2_balanced_C", C_BALANCED), "C (balanced)"),
-             "targets.md": targets_markdown(targets(results, choices))}
+    return {"mu.md": mu_table(choices), "table1.md": mnist_table(results, choices),
+            "sweep.md": sweep_table(sweep_points(results, "r2_joint_C", C_SWEEP), "C"),
+            "balanced.md": sweep_table(sweep_points(results, "r2_balanced_C", C_BALANCED), "C (balanced)"),
+            "segmentation.md": seg_table(results, choices),
+            "targets.md": targets_markdown(targets(results, choices))}
+
+
+def write_tables(results: Path = RESULTS) -> list[Path]:
+    """Write round 2's tables (mu, table1, sweep, balanced, segmentation, targets as .md), sweep.png and
+    seg_curves.png from its JSON files."""
     written = []
-    for name, text in files.items():
+    for name, text in tables(results).items():
         (results / name).write_text(text)
         written.append(results / name)
-    if plot_sweep(results, results / "sweep.png"):
-        written.append(results / "sweep.png")
+    for name, plot in (("sweep.png", plot_sweep), ("seg_curves.png", plot_seg_curves)):
+        if plot(results, results / name):
+            written.append(results / name)
     return written

@@ -92,3 +92,29 @@ def test_export_round_trip(tmp_path) -> None:
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="parts"):
         pretrained.export({"m": {**spec, "files": {"X": "some_run"}}}, tmp_path / "runs", tmp_path / "w")
+
+
+def test_export_in_float16_records_agreement_and_refuses_a_poor_copy(tmp_path, monkeypatch) -> None:
+    """half=: files in float16 (about half the bytes), loaded into float32 networks, agreement ≥ 99.8 % checked."""
+    torch.manual_seed(0)
+    model, _ = experiments.build_model("mnist", mu=0.15)
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    for part in ("R", "T"):
+        torch.save(getattr(model, part).state_dict(), run / f"{part}.pt")
+    spec = {"experiment": "mnist", "recon": "lgd", "seed": 0, "mu": 0.15, "commands": ["python -m tarlib.experiments"],
+            "metrics": {}, "files": {"R": "r", "T": "r"}}
+    path = pretrained.export({"m": spec}, tmp_path / "runs", tmp_path / "w", n_check=20, half=["m"], n_agreement=200)
+    entry = json.loads(path.read_text())["models"][0]
+    assert entry["float16"]["decisions"] == 200 and entry["float16"]["agreement"] >= pretrained.FLOAT16_AGREEMENT
+    stored = torch.load(tmp_path / "w" / "r.T.pt", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    assert (tmp_path / "w" / "r.T.pt").stat().st_size < 0.7 * (run / "T.pt").stat().st_size
+    loaded = pretrained.load("m", directory=tmp_path / "w")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    assert pretrained.data_model("m", tmp_path / "w").noise.mu == 0.15  # the run's data model, not the default
+    monkeypatch.setattr(pretrained, "FLOAT16_AGREEMENT", 1.5)  # no copy can agree on 150 %
+    with pytest.raises(ValueError, match="float32"):
+        pretrained.export({"m": spec}, tmp_path / "runs", tmp_path / "w2", n_check=20, half=["m"], n_agreement=50)
+    with pytest.raises(ValueError, match="not exported"):
+        pretrained.export({"m": spec}, tmp_path / "runs", tmp_path / "w3", half=["other"])

@@ -276,8 +276,59 @@ def test_a_resumed_run_reports_the_time_of_every_sitting(tmp_path: Path) -> None
 def test_committed_round2_tables_are_in_sync_with_their_json_files() -> None:
     if not (RESULTS / "choices.json").is_file():
         pytest.skip("round 2 has made no choice yet")
-    choices = round2.load_choices(RESULTS)
-    expected = {"mu.md": round2.mu_table(choices), "table1.md": round2.mnist_table(RESULTS, choices),
-                "targets.md": round2.targets_markdown(round2.targets(RESULTS, choices))}
+    expected = round2.tables(RESULTS)
+    assert set(expected) >= {"mu.md", "table1.md", "sweep.md", "balanced.md", "segmentation.md", "targets.md"}
     for name, text in expected.items():
         assert (RESULTS / name).read_text() == text, f"results/round2/{name} is stale: python -m tarlib.reproduce --round 2 --tables-only"
+
+
+def _fake_run(runs: Path, results: Path, name: str, experiment: str, recon: str, strategy: str,
+              C: float | None = None, mu: float | None = None) -> None:
+    """A finished full-size run folder and its results JSON, with freshly initialised networks."""
+    from tarlib import experiments
+
+    model, _ = experiments.build_model(experiment, recon, mu=mu, norm="group" if experiment != "mnist" else "batch")
+    (runs / name).mkdir(parents=True)
+    for part in ("R", "T"):
+        if getattr(model, part) is not None and any(True for _ in getattr(model, part).parameters()):
+            torch.save(getattr(model, part).state_dict(), runs / name / f"{part}.pt")
+    summary = {"experiment": experiment, "strategy": strategy, "C": C, "seed": 0,
+               "config": {"recon": recon, "fast": False, "mu": mu, "unet_norm": "group", "balanced": False,
+                          "init_reconstruction": None},
+               "metrics": {"test": {"accuracy": 0.1}}}
+    for path in (runs / name / "metrics.json", results / f"{name}.json"):
+        path.write_text(json.dumps(summary))
+
+
+def test_publish_exports_the_course_models_their_data_model_and_the_figures(tmp_path: Path, monkeypatch) -> None:
+    """round2.publish on finished (here: untrained, full-size) runs: weights with μ, seg outputs, two panels."""
+    runs, results, weights = tmp_path / "runs", tmp_path / "round2", tmp_path / "weights"
+    results.mkdir()
+    lr = {"lr": 3e-4, "warmup": 300}
+    choices = {"mu": {"chosen": 0.15}, "lr": {"sequential": lr, "joint": lr}, "best_C": {"C": 0.03},
+               "seg_steps": {"steps": 600}, "seg_best_C": {"C": 0.9}}
+    (results / "choices.json").write_text(json.dumps(choices))
+    monkeypatch.setattr(round2, "FLOAT16", ())  # untrained U-Nets are near ties everywhere: float16 is tested apart
+    torch.manual_seed(0)
+    published = round2.published(choices)
+    assert published["mnist_joint_best"] == {"R": "r2_joint_C0.03_s0", "T": "r2_joint_C0.03_s0"}
+    rows = {row for parts in published.values() for row in parts.values()} | set(round2.SEG_OUTPUT_ROWS)
+    for row in sorted(rows):
+        seg = row.startswith("r2_seg_")
+        recon = "fbp" if "fbp" in row else "none" if "sinogram" in row else "lpd" if seg else "lgd"
+        C = float(row.split("_C")[1].split("_")[0]) if "_C" in row else None
+        _fake_run(runs, results, row, "segmentation" if seg else "mnist", recon, "joint" if C is not None else "x",
+                  C, None if seg else 0.15)
+    written = round2.publish(runs, results, weights, n_check=50)
+    assert {p.name for p in written} == {"manifest.json", "seg_outputs.npz", "figure2.png", "figure3.png"}
+    from tarlib import analysis, pretrained
+
+    manifest = pretrained.manifest(weights)
+    assert set(manifest) == set(published)
+    assert manifest["mnist_sequential"]["mu"] == 0.15 and manifest["seg_pretrain_T"]["norm"] == "group"
+    assert all(c.startswith("python -m tarlib.experiments") for m in manifest.values() for c in m["commands"])
+    assert pretrained.data_model("mnist_joint_best", weights).noise.mu == 0.15
+    outputs = analysis.read_seg_outputs(tmp_path / "seg_outputs.npz")
+    assert outputs["rows"] == list(round2.SEG_OUTPUT_ROWS) and np.isnan(outputs["C"]["r2_seg_sequential_s0"])
+    with pytest.raises(ValueError, match="best joint C"):
+        round2.published({"mu": {"chosen": 0.15}})

@@ -180,6 +180,18 @@ def test_train_rejects_bad_strategy_and_C(mnist_M, digits) -> None:
         training.train(nets.TaskAdapted(None, nets.Classifier()), loader, "joint", C=0.5, steps=1, progress=False)
 
 
+def test_bfloat16_autocast_on_the_cpu_is_opt_in_and_close_to_float32(mnist_M, digits) -> None:
+    """amp=True on a CPU: bfloat16 forward, float32 parameters, losses near (not equal to) float32's."""
+    runs = {}
+    for amp in (None, True):
+        model = _model(mnist_M)
+        out = training.train(model, _loader(mnist_M, digits), "joint", C=0.5, steps=3, progress=False, amp=amp)
+        runs[amp] = out["history"]["loss"]
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert runs[None] != runs[True], "the default on a CPU is float32, not autocast"
+    assert np.allclose(runs[None], runs[True], rtol=0.05)
+
+
 def _same_parameters(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 
