@@ -84,11 +84,21 @@ def conditions(doses: tuple[float, ...] = DOSES, angles: tuple[int, ...] = ANGLE
     return sorted(sweep | {TRAINED})
 
 
-def data_model(condition: Condition) -> physics.DataModel:
-    """M for ``condition``: the 28×28 MNIST space, ``angles`` × 25 lines, Poisson counts (raw)."""
+def trained_mu(directory: str | Path | None = None) -> float:
+    """The attenuation scale μ of the data the published MNIST models were trained on (the manifest's)."""
+    return pretrained.data_model(REFERENCE, directory).noise.mu
+
+
+def data_model(condition: Condition, mu: float | None = None) -> physics.DataModel:
+    """M for ``condition``: the 28×28 MNIST space, ``angles`` × 25 lines, Poisson counts (raw).
+
+    ``mu`` is the attenuation scale, by default the published models' (:func:`trained_mu`):
+    only the dose and the angles change, not the material.
+    """
     space, _ = physics.mnist_geometry()
     geometry = tomo.parallel_beam_geometry(space, num_angles=condition.angles, det_shape=25)
-    return physics.DataModel(physics.RayTransform(space, geometry), physics.PoissonTransmission(condition.photons))
+    noise = physics.PoissonTransmission(condition.photons, mu=trained_mu() if mu is None else mu)
+    return physics.DataModel(physics.RayTransform(space, geometry), noise)
 
 
 def accepts(model: nets.TaskAdapted, condition: Condition) -> bool:

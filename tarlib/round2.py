@@ -504,17 +504,20 @@ def sweep_points(results: Path, prefix: str, values: tuple[float, ...]) -> list[
             continue
         test = run["evaluation"]["test"][0]
         points.append({"C": C, "val_accuracy": _draw_mean(run, "val", "accuracy"), "test_accuracy": test["accuracy"],
-                       "l2": test["l2"], "task_share": (run.get("gradient_balance") or {}).get("task_share")})
+                       "l2": test["l2"], "task_share": (run.get("gradient_balance") or {}).get("task_share"),
+                       "s_per_step": run["wall_time_s"] / run["config"]["steps"]})
     return points
 
 
 def sweep_table(points: list[dict[str, Any]], what: str) -> str:
-    lines = [f"| {what} | validation accuracy (%, 3 draws) | test accuracy (%, 1 draw) | test L2 | task's share of R's gradient |",
-             "|---:|---:|---:|---:|---:|"]
+    """A sweep as Markdown, one row per C; the training time per step shows the balanced loss's overhead."""
+    lines = [f"| {what} | validation accuracy (%, 3 draws) | test accuracy (%, 1 draw) | test L2 "
+             "| task's share of R's gradient | s / step |", "|---:|---:|---:|---:|---:|---:|"]
     for p in points:
         share = "—" if p["task_share"] is None else f"{100 * p['task_share']:.1f} %"
         val = "—" if p["val_accuracy"] is None else f"{100 * p['val_accuracy']:.2f}"
-        lines.append(f"| {_c(p['C'])} | {val} | {100 * p['test_accuracy']:.2f} | {p['l2']:.2f} | {share} |")
+        lines.append(f"| {_c(p['C'])} | {val} | {100 * p['test_accuracy']:.2f} | {p['l2']:.2f} | {share} "
+                     f"| {p['s_per_step']:.3f} |")
     return "\n".join(lines) + "\n"
 
 

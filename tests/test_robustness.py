@@ -167,3 +167,10 @@ def test_evaluate_refuses_bad_input() -> None:
         robustness.evaluate(("mnist_sequential", "seg_sequential"), n=10)
     with pytest.raises(ValueError, match="n must lie"):
         robustness.evaluate(("mnist_sequential",), n=1)
+
+
+def test_data_models_keep_the_published_models_mu() -> None:
+    """Only dose and angles change: μ is the published models' (their manifest's), unless given."""
+    assert robustness.trained_mu() == pretrained.data_model(robustness.REFERENCE).noise.mu
+    assert robustness.data_model(robustness.Condition(30, 4)).noise.mu == robustness.trained_mu()
+    assert robustness.data_model(robustness.Condition(30, 4), mu=0.3).noise.mu == 0.3
