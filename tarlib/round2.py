@@ -758,7 +758,7 @@ def publish(runs: Path, results: Path = RESULTS, weights: Path | None = None, n_
                              "only finished full runs are published")
         config = summary["config"]
         models[name] = {
-            "experiment": summary["experiment"], "recon": config["recon"], "strategy": summary["strategy"],
+            "round": 2, "experiment": summary["experiment"], "recon": config["recon"], "strategy": summary["strategy"],
             "C": summary["C"], "seed": summary["seed"], "balanced": config.get("balanced", False),
             **({"mu": _mu_of(summary)} if summary["experiment"] == "mnist" else {"norm": config["unet_norm"]}),
             "commands": [f"python -m tarlib.experiments {' '.join(by_name[r].argv(Path('runs')))}"
