@@ -605,7 +605,8 @@ def targets_markdown(rows: list[tuple[str, str, bool | None]]) -> str:
 
 
 def plot_sweep(results: Path, path: Path) -> bool:
-    """Accuracy and L2 against C on a log axis, eq. (18) and the balanced loss; False if no point exists."""
+    """Accuracy and L2 against C on a log axis (eq. (18) and the balanced loss), and accuracy against the
+    measured task share of R's gradient, on which the two sweeps can be compared; False if no point exists."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -615,7 +616,15 @@ def plot_sweep(results: Path, path: Path) -> bool:
     balanced = sweep_points(results, "r2_balanced_C", C_BALANCED)
     if not plain:
         return False
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for points, name, style in ((plain, "eq. (18)", "o"), (balanced, "balanced", "s")):
+        shown = [p for p in points if p["C"] < 1 and None not in (p["task_share"], p["val_accuracy"])]
+        axes[2].plot([p["task_share"] for p in shown], [p["val_accuracy"] for p in shown], style, label=name)
+    axes[2].set(xlabel="task's share of R's gradient at the end of training", ylabel="validation accuracy (3 draws)",
+                title="the same runs against the share ℓ_D really had")
+    axes[2].title.set_fontsize(9)
+    axes[2].grid(alpha=0.3)
+    axes[2].legend(fontsize=8)
     for ax, key, label in ((axes[0], "val_accuracy", "validation accuracy (3 draws)"), (axes[1], "l2", "test L2 loss")):
         for points, name, style in ((plain, "eq. (18)", "o-"), (balanced, "balanced: C = ℓ_X's share", "s--")):
             joined = [p for p in points if p["C"] < 1 and p[key] is not None]
