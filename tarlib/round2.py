@@ -832,10 +832,24 @@ def mu_table(choices: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def lr_table(choices: dict[str, Any]) -> str:
+    """The grid stage: validation accuracy (full set, draw 0) of each learning rate and warm-up, and the choice."""
+    if "lr" not in choices:
+        return "The learning-rate grid has not finished.\n"
+    lines = ["| fine-tuning of | learning rate | warm-up steps | validation accuracy (%) |", "|---|---:|---:|---:|"]
+    for part, label in (("sequential", "T only (sequential)"), ("joint", "R and T (joint, C = 0.1)")):
+        chosen = choices["lr"][part]
+        for key, accuracy in choices["lr"][part]["accuracy"].items():
+            lr, warmup = key.split("/")
+            mark = " (chosen)" if (float(lr), int(warmup)) == (chosen["lr"], chosen["warmup"]) else ""
+            lines.append(f"| {label} | {lr}{mark} | {warmup} | {100 * accuracy:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def tables(results: Path = RESULTS) -> dict[str, str]:
     """Round 2's Markdown tables by file name, computed from its JSON files alone."""
     choices = load_choices(results)
-    return {"mu.md": mu_table(choices), "table1.md": mnist_table(results, choices),
+    return {"mu.md": mu_table(choices), "lr.md": lr_table(choices), "table1.md": mnist_table(results, choices),
             "sweep.md": sweep_table(sweep_points(results, "r2_joint_C", C_SWEEP), "C"),
             "balanced.md": sweep_table(sweep_points(results, "r2_balanced_C", C_BALANCED), "C (balanced)"),
             "segmentation.md": seg_table(results, choices),
