@@ -147,8 +147,8 @@ def build_model(
     ``mu`` (mnist only) is the attenuation scale of the Poisson data model (default
     :data:`tarlib.physics.MNIST_MU`).  ``norm`` is the segmentation U-Net's normalisation.
     """
-    recon = recon or DEFAULTS.get(experiment, {}).get("recon")
-    M = data_model(experiment, recon, mu)
+    M = data_model(experiment, recon, mu)  # checks experiment, recon and mu
+    recon = recon or DEFAULTS[experiment]["recon"]
     iters, width = (3, 8) if fast else (10, 32)
     R: nn.Module | None = {
         "lgd": lambda: nets.LearnedGradientDescent(M, n_iter=iters, width=width),

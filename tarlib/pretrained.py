@@ -80,8 +80,7 @@ def _build(entry: dict[str, Any], directory: Path, device: str | torch.device,
         path = directory / file["path"]
         if not path.is_file():
             raise FileNotFoundError(f"{path} (part {part} of {entry['name']}) is missing: {HOW_TO_GET}")
-        digest = sha256_file(path) if verify else None
-        if verify and digest != file["sha256"]:
+        if verify and (digest := sha256_file(path)) != file["sha256"]:
             raise ValueError(
                 f"{path} (part {part} of {entry['name']}) was altered: its SHA-256 {digest} does not match "
                 f"the manifest's {file['sha256']}; restore it (`git checkout -- weights/{file['path']}` in a "
