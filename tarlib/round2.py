@@ -788,8 +788,8 @@ def plot_figure2(weights: Path | None, path: Path, n: int = 4) -> Path:
     """The paper's Figure 2 for the published models :data:`FIGURE2_MODELS` on the first ``n`` test digits."""
     from tarlib import analysis, pretrained
 
-    x, y, z = (t[:n] for t in next(iter(experiments.test_batches(
-        "mnist", pretrained.data_model(FIGURE2_MODELS[0], weights), seed=0, n=n))))
+    M = pretrained.data_model(FIGURE2_MODELS[0], weights)
+    x, y, z = experiments.test_batches("mnist", M, seed=0, n=n)[0]  # n ≤ 500: one batch
     recon, prob = {}, {}
     with torch.no_grad():
         for name in FIGURE2_MODELS:
