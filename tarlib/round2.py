@@ -776,9 +776,10 @@ def publish(runs: Path, results: Path = RESULTS, weights: Path | None = None, n_
             "metrics": summary["metrics"]["test"], "files": parts,
         }
     written = [pretrained.export(models, runs, weights, n_check, half=FLOAT16)]
-    outputs = {row: load_run(runs / row)[0] for row in SEG_OUTPUT_ROWS}
-    C = {row: _load(results, row)["C"] for row in SEG_OUTPUT_ROWS}
-    written.append(analysis.write_seg_outputs(outputs, C, results.parent / "seg_outputs.npz"))
+    loaded = {row: load_run(runs / row) for row in SEG_OUTPUT_ROWS}  # (T ∘ R, M, the run's summary)
+    written.append(analysis.write_seg_outputs({row: run[0] for row, run in loaded.items()},
+                                              {row: run[2]["C"] for row, run in loaded.items()},
+                                              results.parent / "seg_outputs.npz"))
     written += [plot_figure2(weights, results / "figure2.png"),
                 plot_figure3(results.parent / "seg_outputs.npz", results / "figure3.png")]
     return written
