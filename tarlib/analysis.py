@@ -10,6 +10,8 @@
   and the segmentation metrics against C
 - :func:`inference_time`     seconds per slice of T ∘ R at a batch size
 - :func:`results_dir`, :func:`load_results`  the full runs' JSON files in ``results/``
+- :func:`published_round`, :func:`course_runs`, :func:`test_metrics`, :func:`course_tables`
+  the results of the reproduction round whose models ``weights/`` publishes, by course name
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import io
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,6 +52,70 @@ def load_results(prefix: str, directory: str | Path | None = None) -> dict[str, 
     if not folder.is_dir():
         raise FileNotFoundError(f"no results folder {folder}: `make reproduce` writes it (or set TARLIB_RESULTS_DIR)")
     return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob(f"{prefix}*.json"))}
+
+
+def published_round(weights: str | Path | None = None) -> int:
+    """The reproduction round (1 or 2) whose models ``weights/`` publishes; the course shows its results."""
+    from tarlib import pretrained
+
+    return max(int(m.get("round", 1)) for m in pretrained.manifest(weights).values())
+
+
+_SEED_SUFFIX = re.compile(r"_(?:seed|s)(\d+)$")
+
+
+def course_name(run: str) -> tuple[str, int]:
+    """A result file's course name and seed, the same in both rounds.
+
+    ``mnist_sequential`` and ``mnist_sequential_seed1`` (round 1) and ``r2_sequential_s1``
+    (round 2) are all ``mnist_sequential``; ``r2_seg_joint_C0.5_s0`` is ``seg_joint_C0.5``.
+    """
+    match = _SEED_SUFFIX.search(run)
+    name, seed = (run[: match.start()], int(match.group(1))) if match else (run, 0)
+    if name.startswith("r2_"):
+        name = name[3:] if name.startswith("r2_seg_") else "mnist_" + name[3:]
+    return name, seed
+
+
+def course_runs(prefix: str, results: str | Path | None = None, round: int | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The records of a reproduction round by course name (:func:`course_name`), seed 0 first.
+
+    ``round`` defaults to :func:`published_round`, so the notebooks show the results of the
+    models they load; ``prefix`` is ``"mnist_"`` or ``"seg_"`` (or a longer name).
+    """
+    round = published_round() if round is None else round
+    if round not in (1, 2):
+        raise ValueError(f"round must be 1 or 2, got {round}")
+    folder = Path(results or results_dir()) / ("round2" if round == 2 else "")
+    groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for run, record in load_results("r2_" if round == 2 else prefix, folder).items():
+        name, seed = course_name(run)
+        if name.startswith(prefix):
+            groups.setdefault(name, []).append((seed, record))
+    return {name: [run for _, run in sorted(seeds, key=lambda t: t[0])] for name, seeds in sorted(groups.items())}
+
+
+def test_metrics(run: Mapping[str, Any]) -> dict[str, float]:
+    """A record's test metrics: round 2's mean over the shared noise draws where it has them, else
+    ``metrics["test"]`` (round 1, one draw)."""
+    test = run.get("evaluation", {}).get("test")
+    if isinstance(test, list):  # MNIST, round 2: one entry per noise draw
+        return {k: float(np.mean([d[k] for d in test])) for k in test[0] if k not in ("seed", "n")}
+    return dict(test) if isinstance(test, dict) else dict(run["metrics"]["test"])
+
+
+def course_tables(results: str | Path | None = None, round: int | None = None) -> dict[str, str]:
+    """Table 1 next to the paper's (``"comparison"``) and the verdicts on the targets (``"targets"``),
+    as Markdown, of the round :func:`course_runs` reads."""
+    from tarlib import reproduce, round2
+
+    round = published_round() if round is None else round
+    folder = Path(results or results_dir())
+    if round == 1:
+        tables = reproduce.tables_from_results(folder)
+        return {"comparison": tables["comparison"], "targets": tables["targets"]}
+    tables = round2.tables(folder / "round2")
+    return {"comparison": tables["comparison.md"], "targets": tables["targets.md"]}
 
 
 def loss_scales(model: TaskAdapted, batch: tuple[Tensor, Tensor, Tensor], task: str) -> dict[str, float]:
@@ -277,23 +344,31 @@ def grey_white_contrast(recon: np.ndarray, x: np.ndarray, z: np.ndarray, white_l
     return float((recon[white].mean() - recon[grey].mean()) / (x[white].mean() - x[grey].mean()))
 
 
-def plot_seg_metrics(runs: Mapping[str, Mapping[str, Any]], metrics: Sequence[str] = ("dice", "iou", "psnr")) -> Figure:
-    """Test metrics of the segmentation runs (``load_results("seg_")``) against C on a log axis.
+def plot_seg_metrics(runs: Mapping[str, Sequence[Mapping[str, Any]]],
+                     metrics: Sequence[str] = ("dice", "iou", "psnr")) -> Figure:
+    """Test metrics of the segmentation runs (``course_runs("seg_")``: name → records over seeds)
+    against C on a log axis; a point is the mean over seeds, its bar the standard deviation.
 
     Joint runs with C > 0 form the curve; C = 0 is drawn at the left edge, and the
     other strategies (sequential, FBP + U-Net, ...) as horizontal lines.
     """
-    joint = sorted((r["C"], r["metrics"]["test"]) for r in runs.values() if r["strategy"] == "joint")
-    others = {name: r["metrics"]["test"] for name, r in runs.items()
-              if r["strategy"] in ("sequential", "end_to_end") and "test" in r["metrics"]}
+    def over_seeds(records: Sequence[Mapping[str, Any]], metric: str) -> tuple[float, float]:
+        values = [test_metrics(r)[metric] for r in records]
+        return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+    joint = sorted((records[0]["C"], records) for records in runs.values() if records[0]["strategy"] == "joint")
+    others = {name: records for name, records in runs.items() if records[0]["strategy"] in ("sequential", "end_to_end")}
     positive = [C for C, _ in joint if C > 0]
     left = min(positive) / 10 if positive else 1e-3
     fig, axes = plt.subplots(1, len(metrics), figsize=(MAX_WIDTH, 3), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        Cs = [C if C > 0 else left for C, _ in joint]
-        ax.semilogx(Cs, [m[metric] for _, m in joint], "o-", label="joint")
-        for (name, m), style in zip(others.items(), ("--", ":", "-.")):
-            ax.axhline(m[metric], ls=style, color="k", lw=0.8, label=name)
+        points = [over_seeds(records, metric) for _, records in joint]
+        ax.errorbar([C if C > 0 else left for C, _ in joint], [m for m, _ in points], yerr=[s for _, s in points],
+                    fmt="o-", capsize=2, label="joint")
+        ax.set_xscale("log")
+        for (name, records), style in zip(others.items(), ("--", ":", "-.")):
+            ax.axhline(over_seeds(records, metric)[0], ls=style, color="k", lw=0.8,
+                       label=f"{name} ({len(records)} seed{'s' if len(records) > 1 else ''})")
         ax.set(xlabel=f"C (C = 0 drawn at {left:g})", title=metric)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()

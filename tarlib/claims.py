@@ -17,6 +17,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from tarlib import analysis
 from tarlib.reproduce import PAPER_TABLE1
 
 
@@ -32,24 +33,23 @@ class Claim:
     reproduced: bool | None
 
 
-def _runs(results: Path, name: str) -> list[dict]:
-    """The JSON of run ``name`` and of its extra seeds (``name_seed1.json``, ...)."""
-    paths = [results / f"{name}.json", *sorted(results.glob(f"{name}_seed*.json"))]
-    return [json.loads(p.read_text())["metrics"]["test"] for p in paths if p.is_file()]
+def _runs(results: Path, name: str, round: int | None) -> list[dict]:
+    """The test metrics of course name ``name`` over its seeds (:func:`tarlib.analysis.course_runs`)."""
+    return [analysis.test_metrics(r) for r in analysis.course_runs(name, results, round).get(name, [])]
 
 
-def mean_metric(results: Path, name: str, metric: str) -> tuple[float, float] | None:
+def mean_metric(results: Path, name: str, metric: str, round: int | None = None) -> tuple[float, float] | None:
     """Mean and standard deviation (0 for one seed) of ``metric`` over the seeds of ``name``."""
-    values = [run[metric] for run in _runs(results, name)]
+    values = [run[metric] for run in _runs(results, name, round)]
     if not values:
         return None
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def _table1(results: Path) -> list[Claim]:
-    seq = mean_metric(results, "mnist_sequential", "accuracy")
-    joint = mean_metric(results, "mnist_joint_C0.5", "accuracy")
-    l2 = {name: mean_metric(results, f"mnist_{name}", "l2") for name in ("sequential", "end_to_end", "joint_C0.5")}
+def _table1(results: Path, round: int | None) -> list[Claim]:
+    seq = mean_metric(results, "mnist_sequential", "accuracy", round)
+    joint = mean_metric(results, "mnist_joint_C0.5", "accuracy", round)
+    l2 = {name: mean_metric(results, f"mnist_{name}", "l2", round) for name in ("sequential", "end_to_end", "joint_C0.5")}
     out = []
     if seq and joint:
         gap, noise = joint[0] - seq[0], max(seq[1], joint[1])
@@ -71,9 +71,9 @@ def _table1(results: Path) -> list[Claim]:
     return out
 
 
-def _segmentation(results: Path) -> list[Claim]:
-    dice = {C: mean_metric(results, f"seg_joint_C{C}", "dice") for C in ("0", "0.1", "0.5", "0.99")}
-    psnr = {C: mean_metric(results, f"seg_joint_C{C}", "psnr") for C in ("0", "0.5")}
+def _segmentation(results: Path, round: int | None) -> list[Claim]:
+    dice = {C: mean_metric(results, f"seg_joint_C{C}", "dice", round) for C in ("0", "0.1", "0.5", "0.99")}
+    psnr = {C: mean_metric(results, f"seg_joint_C{C}", "psnr", round) for C in ("0", "0.5")}
     if not all(dice.values()) or not all(psnr.values()):
         return []
     best = max(dice["0.1"][0], dice["0.5"][0])
@@ -104,12 +104,13 @@ def _robustness(results: Path) -> list[Claim]:
                   "the 95 % interval lies below 0 on both sweeps", all(o["verdict"] == "more robust" for o in rows))]
 
 
-def check(results_dir: str | Path) -> list[Claim]:
-    """Every claim that the runs in ``results_dir`` can decide."""
+def check(results_dir: str | Path, round: int | None = None) -> list[Claim]:
+    """Every claim that the runs of reproduction round ``round`` in ``results_dir`` can decide (by
+    default the round whose models ``weights/`` publishes)."""
     results = Path(results_dir)
     if not results.is_dir():
         raise ValueError(f"results_dir must be a folder of run JSON files, got {results}")
-    return _table1(results) + _segmentation(results) + _robustness(results)
+    return _table1(results, round) + _segmentation(results, round) + _robustness(results)
 
 
 def markdown(found: list[Claim]) -> str:

@@ -331,25 +331,31 @@ def table_markdown(table: Table, results: Path) -> str | None:
 
 def comparison_markdown(table: Table, results: Path) -> str | None:
     """Our numbers next to the paper's Table 1, for the entries of ``table`` that the paper reports."""
+    rows = [(entry.label, entry.paper, [r["metrics"][entry.key] for r in _load(results, entry.rows)
+                                        if entry.key in r["metrics"]])
+            for entry in table.entries if entry.paper is not None]
+    return paper_comparison(rows, "our seeds")
+
+
+def paper_comparison(rows: list[tuple[str, tuple[float, float | None, float], list[dict[str, float]]]],
+                     count: str) -> str | None:
+    """Markdown of (label, the paper's Table-1 numbers, our test metrics per seed) rows; rows without
+    runs are left out, and ``count`` heads the column with the number of seeds."""
     lines = []
-    for entry in table.entries:
-        if entry.paper is None:
-            continue
-        runs = [r["metrics"][entry.key] for r in _load(results, entry.rows) if entry.key in r["metrics"]]
+    for label, (acc, l2, ce), runs in rows:
         if not runs:
             continue
-        acc, l2, ce = entry.paper
         ours = [_pm([r[k] for r in runs if k in r], digits, scale)
                 for k, digits, scale in (("accuracy", 2, 100.0), ("l2", 2, 1.0), ("cross_entropy", 3, 1.0))]
         ours[1] = ours[1] if l2 is not None else "–"
         paper = [f"{acc:.2f}", "–" if l2 is None else f"{l2:.1f}", f"{ce:.3f}"]
         cells = [c for pair in zip(paper, ours) for c in pair]
-        lines.append(f"| {entry.label} | " + " | ".join(cells) + f" | {len(runs)} |")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {len(runs)} |")
     if not lines:
         return None
     return "\n".join([
         "| method | accuracy (%), paper | accuracy (%), ours | L2, paper | L2, ours "
-        "| cross-entropy, paper | cross-entropy, ours | our seeds |",
+        f"| cross-entropy, paper | cross-entropy, ours | {count} |",
         "|---|" + "---:|" * 7,
         *lines,
     ]) + "\n"

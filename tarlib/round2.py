@@ -467,32 +467,55 @@ def _seeded(prefix: str) -> list[str]:
     return [f"{prefix}_s{s}" for s in SEEDS]
 
 
-def table_rows(choices: dict[str, Any]) -> list[tuple[str, list[str], str]]:
-    """Table 1 of round 2: (label, row names over seeds, evaluation part)."""
+def table_rows(choices: dict[str, Any]) -> list[tuple[str, list[str], str, str | float | None]]:
+    """Table 1 of round 2: (label, row names over seeds, evaluation part, key of the paper's numbers in
+    :data:`tarlib.reproduce.PAPER_TABLE1`, None where the paper has no such row)."""
     best = choices.get("best_C", {}).get("C")
-    out = [("classifier on true images (eq. (5))", ["r2_pretrain_T_s0"], "test_true_images"),
-           ("pre-training: T ∘ R, separately trained", _seeded("r2_pretrain_T"), "test"),
-           ("sequential (eq. (13))", _seeded("r2_sequential"), "test"),
-           ("end-to-end (eq. (16))", _seeded("r2_end_to_end"), "test")]
+    out = [("classifier on true images (eq. (5))", ["r2_pretrain_T_s0"], "test_true_images", "true"),
+           ("pre-training: T ∘ R, separately trained", _seeded("r2_pretrain_T"), "test", "pre-training"),
+           ("sequential (eq. (13))", _seeded("r2_sequential"), "test", "sequential"),
+           ("end-to-end (eq. (16))", _seeded("r2_end_to_end"), "test", "end-to-end")]
     if best is not None:
-        out.append((f"joint, best C = {_c(best)} (chosen on validation)", _seeded(f"r2_joint_C{_c(best)}"), "test"))
-    out += [("joint, C = 0.5 (eq. (20))", _seeded("r2_joint_C0.5"), "test"),
-            ("joint, C = 0.01", ["r2_joint_C0.01_s0"], "test"), ("joint, C = 0.999", ["r2_joint_C0.999_s0"], "test"),
-            ("FBP + classifier", ["r2_fbp_classifier"], "test"), ("CNN on the sinogram", ["r2_sinogram_cnn"], "test")]
+        out.append((f"joint, best C = {_c(best)} (chosen on validation)", _seeded(f"r2_joint_C{_c(best)}"), "test",
+                    best if best in (0.01, 0.5, 0.999) else None))
+    out += [("joint, C = 0.5 (eq. (20))", _seeded("r2_joint_C0.5"), "test", 0.5),
+            ("joint, C = 0.01", ["r2_joint_C0.01_s0"], "test", 0.01),
+            ("joint, C = 0.999", ["r2_joint_C0.999_s0"], "test", 0.999),
+            ("FBP + classifier", ["r2_fbp_classifier"], "test", None),
+            ("CNN on the sinogram", ["r2_sinogram_cnn"], "test", None)]
     return out
+
+
+def _table_runs(results: Path, names: list[str], part: str) -> list[dict[str, Any]]:
+    """The finished runs among ``names`` that were evaluated on ``part``."""
+    return [r for r in (_load(results, n) for n in names) if r is not None and part in r.get("evaluation", {})]
 
 
 def mnist_table(results: Path, choices: dict[str, Any]) -> str:
     """Table 1 of round 2 as Markdown: accuracy, L2 and cross-entropy, mean over draws, mean ± std over seeds."""
     lines = ["| method | accuracy (%) | L2 loss | cross-entropy | seeds | test draws |", "|---|---:|---:|---:|---:|---:|"]
-    for label, names, part in table_rows(choices):
-        runs = [r for r in (_load(results, n) for n in names) if r is not None and part in r.get("evaluation", {})]
+    for label, names, part, _ in table_rows(choices):
+        runs = _table_runs(results, names, part)
         draws = sorted({len(r["evaluation"][part]) for r in runs})
         cells = [_cell([_draw_mean(r, part, "accuracy") for r in runs], 2, 100.0),
                  _cell([_draw_mean(r, part, "l2") for r in runs], 2),
                  _cell([_draw_mean(r, part, "cross_entropy") for r in runs], 3)]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {len(runs)} | {', '.join(map(str, draws)) or '—'} |")
     return "\n".join(lines) + "\n"
+
+
+def comparison_table(results: Path, choices: dict[str, Any]) -> str:
+    """Table 1 of round 2 next to the paper's, for the rows the paper reports (test metrics: the
+    mean over the shared draws, then mean ± std over seeds)."""
+    from tarlib.reproduce import PAPER_TABLE1, paper_comparison
+
+    rows = []
+    for label, names, part, key in table_rows(choices):
+        runs = _table_runs(results, names, part)
+        if key is not None:
+            rows.append((label, PAPER_TABLE1[key], [{m: v for m in ("accuracy", "l2", "cross_entropy")
+                                                     if (v := _draw_mean(r, part, m)) is not None} for r in runs]))
+    return paper_comparison(rows, "our seeds") or "No Table 1 row has finished yet.\n"
 
 
 def sweep_points(results: Path, prefix: str, values: tuple[float, ...]) -> list[dict[str, Any]]:
@@ -752,7 +775,7 @@ def published(choices: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 def publish(runs: Path, results: Path = RESULTS, weights: Path | None = None, n_check: int = 1000) -> list[Path]:
     """Publish round 2 for the course: ``weights/`` (:func:`published`, the U-Nets in float16),
-    ``results/seg_outputs.npz`` (every segmentation row of :data:`SEG_OUTPUT_ROWS`), and the panels
+    ``results/seg_outputs.npz`` (every segmentation row of :data:`SEG_OUTPUT_ROWS`, under its course name), and the panels
     ``figure2.png`` (digits, reconstructions, class probabilities) and ``figure3.png``.  Each MNIST
     model's ``check`` in the manifest is its accuracy on the first ``n_check`` test images."""
     from tarlib import analysis, pretrained
@@ -776,7 +799,8 @@ def publish(runs: Path, results: Path = RESULTS, weights: Path | None = None, n_
             "metrics": summary["metrics"]["test"], "files": parts,
         }
     written = [pretrained.export(models, runs, weights, n_check, half=FLOAT16)]
-    loaded = {row: load_run(runs / row) for row in SEG_OUTPUT_ROWS}  # (T ∘ R, M, the run's summary)
+    # (T ∘ R, M, the run's summary) by course name (seg_sequential, seg_joint_C0.5, ...), as in round 1
+    loaded = {analysis.course_name(row)[0]: load_run(runs / row) for row in SEG_OUTPUT_ROWS}
     written.append(analysis.write_seg_outputs({row: run[0] for row, run in loaded.items()},
                                               {row: run[2]["C"] for row, run in loaded.items()},
                                               results.parent / "seg_outputs.npz"))
@@ -851,6 +875,7 @@ def tables(results: Path = RESULTS) -> dict[str, str]:
     """Round 2's Markdown tables by file name, computed from its JSON files alone."""
     choices = load_choices(results)
     return {"mu.md": mu_table(choices), "lr.md": lr_table(choices), "table1.md": mnist_table(results, choices),
+            "comparison.md": comparison_table(results, choices),
             "sweep.md": sweep_table(sweep_points(results, "r2_joint_C", C_SWEEP), "C"),
             "balanced.md": sweep_table(sweep_points(results, "r2_balanced_C", C_BALANCED), "C (balanced)"),
             "segmentation.md": seg_table(results, choices),

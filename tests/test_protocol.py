@@ -277,7 +277,7 @@ def test_committed_round2_tables_are_in_sync_with_their_json_files() -> None:
     if not (RESULTS / "choices.json").is_file():
         pytest.skip("round 2 has made no choice yet")
     expected = round2.tables(RESULTS)
-    assert set(expected) >= {"mu.md", "lr.md", "table1.md", "sweep.md", "balanced.md", "segmentation.md", "targets.md"}
+    assert set(expected) >= {"mu.md", "lr.md", "table1.md", "comparison.md", "sweep.md", "balanced.md", "segmentation.md", "targets.md"}
     for name, text in expected.items():
         assert (RESULTS / name).read_text() == text, f"results/round2/{name} is stale: python -m tarlib.reproduce --round 2 --tables-only"
 
@@ -329,6 +329,11 @@ def test_publish_exports_the_course_models_their_data_model_and_the_figures(tmp_
     assert all(c.startswith("python -m tarlib.experiments") for m in manifest.values() for c in m["commands"])
     assert pretrained.data_model("mnist_joint_best", weights).noise.mu == 0.15
     outputs = analysis.read_seg_outputs(tmp_path / "seg_outputs.npz")
-    assert outputs["rows"] == list(round2.SEG_OUTPUT_ROWS) and np.isnan(outputs["C"]["r2_seg_sequential_s0"])
+    assert outputs["rows"] == [analysis.course_name(r)[0] for r in round2.SEG_OUTPUT_ROWS]
+    assert outputs["rows"][:3] == ["seg_sequential", "seg_fbp_unet", "seg_joint_C0"]
+    assert np.isnan(outputs["C"]["seg_sequential"]) and outputs["C"]["seg_joint_C0.5"] == 0.5
+    # the course reads the published round: notebook 07 looks up each row of the file by its course name
+    assert analysis.published_round(weights) == 2
+    assert set(outputs["rows"]) <= set(analysis.course_runs("seg_", tmp_path, round=2))
     with pytest.raises(ValueError, match="best joint C"):
         round2.published({"mu": {"chosen": 0.15}})
