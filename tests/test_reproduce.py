@@ -169,13 +169,13 @@ def test_readme_block_is_replaced_between_its_markers(tmp_path: Path) -> None:
     _fake_run(tmp_path, "mnist_sequential", fast=False, accuracy=0.95, l2=9.5, cross_entropy=0.2, psnr=20.0)
     readme = tmp_path / "README.md"
     readme.write_text(f"# title\n\n{reproduce.README_BEGIN}\nold\n{reproduce.README_END}\n\n## next\n")
-    assert reproduce.update_readme(readme, tmp_path)
+    assert reproduce.update_readme(readme, tmp_path, round=1)
     text = readme.read_text()
     assert "old" not in text and text.startswith("# title") and text.endswith("## next\n")
     assert _table_cells(text, "sequential (eq. (13))")[:2] == ["96.01", "95.00"]
-    assert reproduce.readme_block(tmp_path) in text
+    assert reproduce.readme_block(tmp_path, round=1) in text
     readme.write_text("no markers\n")
-    assert not reproduce.update_readme(readme, tmp_path)
+    assert not reproduce.update_readme(readme, tmp_path, round=1)
 
 
 def test_committed_tables_are_in_sync_with_their_json_files() -> None:
