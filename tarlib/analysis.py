@@ -2,7 +2,8 @@
 
 - :func:`loss_scales`        ℓ_X, ℓ_D and their gradient norms on R's parameters (eq. (18))
 - :func:`clipped_task_step`  what gradient clipping and Adam's ε do to T's update near C = 1
-- :func:`plot_strategies`    the paper's Figure 2: reconstructions and class probabilities
+- :func:`plot_strategies`, :func:`figure2_digits`  the paper's Figure 2: reconstructions and class
+  probabilities, on the first and the hardest digits
 - :func:`write_seg_outputs` / :func:`read_seg_outputs`  test-slice outputs of the
   segmentation models (Figure 3), ``results/seg_outputs.npz``
 - :func:`contrast_window`    a per-image grey window from percentiles
@@ -163,6 +164,16 @@ def clipped_task_step(
     }
 
 
+def figure2_digits(probabilities: Tensor, n: int = 3) -> Tensor:
+    """Which digits Figure 2 shows: the first one, then the ``n - 1`` on which the classifier with
+    class probabilities ``probabilities`` [N, k] is least confident (most digits are easy for every
+    strategy, and their bars say nothing)."""
+    if not 1 <= n <= len(probabilities):
+        raise ValueError(f"n must lie in [1, {len(probabilities)}] (digits given), got {n}")
+    hardest = probabilities[1:].max(dim=1).values.argsort()[: n - 1] + 1
+    return torch.cat([torch.zeros(1, dtype=torch.long), hardest.cpu()])
+
+
 def plot_strategies(
     x: Tensor,
     y: Tensor,
@@ -289,8 +300,11 @@ def read_seg_outputs(path: str | Path) -> dict[str, Any]:
 
 
 def _row_label(row: str, C: float) -> str:
-    row = row.removeprefix("r2_").removeprefix("seg_")
-    return f"{row}" if math.isnan(C) else f"{row} (C = {C:g})"
+    """``joint, C = 0.1`` for a joint row, else the strategy: ``sequential``, ``FBP + U-Net``."""
+    if not math.isnan(C):
+        return f"joint, C = {C:g}"
+    row = course_name(row)[0].removeprefix("seg_")
+    return {"fbp_unet": "FBP + U-Net"}.get(row, row)
 
 
 def plot_seg_panel(outputs: Mapping[str, Any], index: int, per_row: int = 5) -> Figure:

@@ -809,18 +809,21 @@ def publish(runs: Path, results: Path = RESULTS, weights: Path | None = None, n_
     return written
 
 
-def plot_figure2(weights: Path | None, path: Path, n: int = 4) -> Path:
-    """The paper's Figure 2 for the published models :data:`FIGURE2_MODELS` on the first ``n`` test digits."""
+def plot_figure2(weights: Path | None, path: Path, n: int = 4, pool: int = 500) -> Path:
+    """The paper's Figure 2 for the published models :data:`FIGURE2_MODELS`: the first test digit and
+    the ``n - 1`` of the first ``pool`` on which the sequential model is least confident."""
     from tarlib import analysis, pretrained
 
     M = pretrained.data_model(FIGURE2_MODELS[0], weights)
-    x, y, z = experiments.test_batches("mnist", M, seed=0, n=n)[0]  # n ≤ 500: one batch
+    x, y, z = experiments.test_batches("mnist", M, seed=0, n=pool)[0]  # pool ≤ 500: one batch
     recon, prob = {}, {}
     with torch.no_grad():
         for name in FIGURE2_MODELS:
             x_hat, logits = pretrained.load(name, directory=weights)(y)
             recon[name.removeprefix("mnist_")], prob[name.removeprefix("mnist_")] = x_hat, logits.softmax(dim=1)
-    fig = analysis.plot_strategies(x, y, recon, prob, labels=z)
+    digits = analysis.figure2_digits(prob["sequential"], n)
+    fig = analysis.plot_strategies(x[digits], y[digits], {k: v[digits] for k, v in recon.items()},
+                                   {k: v[digits] for k, v in prob.items()}, labels=z[digits])
     fig.suptitle("Round 2, seed 0 (weights/). Regenerate: python -m tarlib.reproduce --round 2 --export-weights",
                  fontsize=8, y=1.04)
     return _save(fig, path)

@@ -149,3 +149,11 @@ def test_plot_strategies_and_inference_time(mnist_small) -> None:
     assert analysis.inference_time(model, y, batch_size=4, repeats=1) > 0
     with pytest.raises(ValueError, match="batch_size"):
         analysis.inference_time(model, y, batch_size=0)
+
+
+def test_figure2_shows_the_first_digit_and_the_least_confident_ones() -> None:
+    prob = torch.tensor([[0.5, 0.5], [0.9, 0.1], [0.6, 0.4], [0.99, 0.01], [0.55, 0.45]])
+    assert analysis.figure2_digits(prob, 3).tolist() == [0, 4, 2]
+    assert analysis.figure2_digits(prob, 1).tolist() == [0]
+    with pytest.raises(ValueError, match="n must lie in"):
+        analysis.figure2_digits(prob, 6)
