@@ -816,16 +816,18 @@ def plot_figure2(weights: Path | None, path: Path, n: int = 4, pool: int = 500) 
 
     M = pretrained.data_model(FIGURE2_MODELS[0], weights)
     x, y, z = experiments.test_batches("mnist", M, seed=0, n=pool)[0]  # pool ≤ 500: one batch
-    recon, prob = {}, {}
+    entries, recon, prob = pretrained.manifest(weights), {}, {}
     with torch.no_grad():
         for name in FIGURE2_MODELS:
+            C = entries[name]["C"]
+            label = name.removeprefix("mnist_").replace("_", "-") if C is None or C == 0 else f"joint, C = {C:g}"
             x_hat, logits = pretrained.load(name, directory=weights)(y)
-            recon[name.removeprefix("mnist_")], prob[name.removeprefix("mnist_")] = x_hat, logits.softmax(dim=1)
+            recon[label], prob[label] = x_hat, logits.softmax(dim=1)
     digits = analysis.figure2_digits(prob["sequential"], n)
     fig = analysis.plot_strategies(x[digits], y[digits], {k: v[digits] for k, v in recon.items()},
                                    {k: v[digits] for k, v in prob.items()}, labels=z[digits])
-    fig.suptitle("Round 2, seed 0 (weights/). Regenerate: python -m tarlib.reproduce --round 2 --export-weights",
-                 fontsize=8, y=1.04)
+    fig.suptitle(f"Round 2, seed 0 (weights/); the C chosen on validation is {entries[FIGURE2_MODELS[-1]]['C']:g}. "
+                 "Regenerate: python -m tarlib.reproduce --round 2 --export-weights", fontsize=8, y=1.04)
     return _save(fig, path)
 
 
