@@ -152,6 +152,7 @@ def export(
     float32 one: the same class for ≥ 99.8 % of all test images (MNIST), the same label
     for ≥ 99.8 % of all test pixels (segmentation), else a ValueError.  The agreement is
     recorded as ``float16`` in the entry (``n_agreement``: on the first test images only).
+    Afterwards ``directory`` holds no ``.pt`` file that the new manifest does not list.
     """
     directory, runs = Path(directory or weights_dir()), Path(runs)
     directory.mkdir(parents=True, exist_ok=True)
@@ -179,6 +180,10 @@ def export(
         entries.append(entry)
     path = directory / "manifest.json"
     write_json(path, {"models": entries})
+    listed = {f["path"] for e in entries for f in e["files"].values()}
+    for stale in directory.glob("*.pt"):  # weights of an earlier export that the new manifest drops
+        if stale.name not in listed:
+            stale.unlink()
     return path
 
 

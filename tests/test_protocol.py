@@ -319,12 +319,15 @@ def test_publish_exports_the_course_models_their_data_model_and_the_figures(tmp_
         C = float(row.split("_C")[1].split("_")[0]) if "_C" in row else None
         _fake_run(runs, results, row, "segmentation" if seg else "mnist", recon, "joint" if C is not None else "x",
                   C, None if seg else 0.15)
+    weights.mkdir()
+    (weights / "mnist_joint_C0.7.T.pt").write_bytes(b"an earlier export's file")
     written = round2.publish(runs, results, weights, n_check=50)
     assert {p.name for p in written} == {"manifest.json", "seg_outputs.npz", "figure2.png", "figure3.png"}
     from tarlib import analysis, pretrained
 
     manifest = pretrained.manifest(weights)
     assert set(manifest) == set(published)
+    assert {p.name for p in weights.glob("*.pt")} == {f["path"] for m in manifest.values() for f in m["files"].values()}
     assert manifest["mnist_sequential"]["mu"] == 0.15 and manifest["seg_pretrain_T"]["norm"] == "group"
     assert all(c.startswith("python -m tarlib.experiments") for m in manifest.values() for c in m["commands"])
     assert pretrained.data_model("mnist_joint_best", weights).noise.mu == 0.15
