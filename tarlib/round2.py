@@ -565,6 +565,30 @@ def comparison(results: Path, choices: dict[str, Any], a: str, b: str = "r2_sequ
     return {"a": a, "b": b, "per_seed": per_seed, "bootstrap": stats.paired_bootstrap(diff)}
 
 
+def paired_table(results: Path, choices: dict[str, Any]) -> str:
+    """The protocol's paired test of target 1 for every three-seed row against sequential.
+
+    Only the best C's line is pre-registered (target 1); end-to-end and C = 0.5 get the same
+    statistics as a description of how far apart the strategies are.
+    """
+    best = choices.get("best_C", {}).get("C")
+    families = [("end-to-end", "r2_end_to_end", False), ("joint, C = 0.5", "r2_joint_C0.5", best == 0.5)]
+    if best is not None and best != 0.5:
+        families.append((f"joint, best C = {_c(best)}", f"r2_joint_C{_c(best)}", True))
+    lines = ["| against sequential | difference (pp) | 95 % bootstrap interval (pp) | per seed (pp) "
+             "| McNemar p, seed 0, draw 0 | pre-registered (target 1) |", "|---|---:|---:|---|---:|---|"]
+    for label, family, registered in families:
+        stat = comparison(results, choices, family)
+        if stat is None:
+            lines.append(f"| {label} | — | — | — | — | {'yes' if registered else 'no'} |")
+            continue
+        b = stat["bootstrap"]
+        seeds = ", ".join(f"{p['difference_pp']:+.2f}" for p in stat["per_seed"])
+        lines.append(f"| {label} | {100 * b['mean']:+.2f} | [{100 * b['low']:+.2f}, {100 * b['high']:+.2f}] | {seeds} "
+                     f"| {stat['per_seed'][0]['mcnemar_draw0']['p_value']:.2f} | {'yes' if registered else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 def _unrecorded(results: Path) -> dict[str, dict[str, Any]]:
     """Time of sittings that a row's JSON does not contain, by row: ``{"seconds", "reason"}`` (budget only)."""
     path = results / "unrecorded_time.json"
@@ -880,7 +904,7 @@ def tables(results: Path = RESULTS) -> dict[str, str]:
     """Round 2's Markdown tables by file name, computed from its JSON files alone."""
     choices = load_choices(results)
     return {"mu.md": mu_table(choices), "lr.md": lr_table(choices), "table1.md": mnist_table(results, choices),
-            "comparison.md": comparison_table(results, choices),
+            "comparison.md": comparison_table(results, choices), "paired.md": paired_table(results, choices),
             "sweep.md": sweep_table(sweep_points(results, "r2_joint_C", C_SWEEP), "C"),
             "balanced.md": sweep_table(sweep_points(results, "r2_balanced_C", C_BALANCED), "C (balanced)"),
             "segmentation.md": seg_table(results, choices),

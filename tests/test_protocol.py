@@ -277,7 +277,7 @@ def test_committed_round2_tables_are_in_sync_with_their_json_files() -> None:
     if not (RESULTS / "choices.json").is_file():
         pytest.skip("round 2 has made no choice yet")
     expected = round2.tables(RESULTS)
-    assert set(expected) >= {"mu.md", "lr.md", "table1.md", "comparison.md", "sweep.md", "balanced.md", "segmentation.md", "targets.md"}
+    assert set(expected) >= {"mu.md", "lr.md", "table1.md", "comparison.md", "paired.md", "sweep.md", "balanced.md", "segmentation.md", "targets.md"}
     for name, text in expected.items():
         assert (RESULTS / name).read_text() == text, f"results/round2/{name} is stale: python -m tarlib.reproduce --round 2 --tables-only"
 
