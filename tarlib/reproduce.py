@@ -336,13 +336,12 @@ def comparison_markdown(table: Table, results: Path) -> str | None:
     rows = [(entry.label, entry.paper, [r["metrics"][entry.key] for r in _load(results, entry.rows)
                                         if entry.key in r["metrics"]])
             for entry in table.entries if entry.paper is not None]
-    return paper_comparison(rows, "our seeds")
+    return paper_comparison(rows)
 
 
-def paper_comparison(rows: list[tuple[str, tuple[float, float | None, float], list[dict[str, float]]]],
-                     count: str) -> str | None:
+def paper_comparison(rows: list[tuple[str, tuple[float, float | None, float], list[dict[str, float]]]]) -> str | None:
     """Markdown of (label, the paper's Table-1 numbers, our test metrics per seed) rows; rows without
-    runs are left out, and ``count`` heads the column with the number of seeds."""
+    runs are left out."""
     lines = []
     for label, (acc, l2, ce), runs in rows:
         if not runs:
@@ -357,7 +356,7 @@ def paper_comparison(rows: list[tuple[str, tuple[float, float | None, float], li
         return None
     return "\n".join([
         "| method | accuracy (%), paper | accuracy (%), ours | L2, paper | L2, ours "
-        f"| cross-entropy, paper | cross-entropy, ours | {count} |",
+        "| cross-entropy, paper | cross-entropy, ours | our seeds |",
         "|---|" + "---:|" * 7,
         *lines,
     ]) + "\n"
@@ -477,10 +476,9 @@ def readme_block(results: Path, round: int | None = None) -> str:
         draws = "" if round == 1 else " (each seed's accuracy is its mean over 5 shared noise draws)"
         parts += ["", f"MNIST (section 5.1), reproduction round {round}: test set of 10,000 images, mean ± std over "
                   f"seeds{draws}; the paper's numbers are copied from its Table 1.", "", tables["comparison"].rstrip()]
-    times = tables_from_results(results).get("times") if round == 1 else None
-    if times is not None:
+    if "times" in tables:
         parts += ["", "Measured wall time on the 2-core CPU (a run shared by two tables counts in both):", "",
-                  times.rstrip()]
+                  tables["times"].rstrip()]
     if "targets" in tables:
         parts += ["", "The targets we set ourselves, checked against the same files:", "", tables["targets"].rstrip()]
     return "\n".join(parts + ["", README_END])

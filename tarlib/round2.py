@@ -515,7 +515,7 @@ def comparison_table(results: Path, choices: dict[str, Any]) -> str:
         if key is not None:
             rows.append((label, PAPER_TABLE1[key], [{m: v for m in ("accuracy", "l2", "cross_entropy")
                                                      if (v := _draw_mean(r, part, m)) is not None} for r in runs]))
-    return paper_comparison(rows, "our seeds") or "No Table 1 row has finished yet.\n"
+    return paper_comparison(rows) or "No Table 1 row has finished yet.\n"
 
 
 def sweep_points(results: Path, prefix: str, values: tuple[float, ...]) -> list[dict[str, Any]]:
