@@ -492,15 +492,22 @@ def _table_runs(results: Path, names: list[str], part: str) -> list[dict[str, An
 
 
 def mnist_table(results: Path, choices: dict[str, Any]) -> str:
-    """Table 1 of round 2 as Markdown: accuracy, L2 and cross-entropy, mean over draws, mean ± std over seeds."""
-    lines = ["| method | accuracy (%) | L2 loss | cross-entropy | seeds | test draws |", "|---|---:|---:|---:|---:|---:|"]
+    """Table 1 of round 2 as Markdown: accuracy, L2 and cross-entropy, mean over draws, mean ± std over seeds.
+
+    The last column is the largest range (max − min) of one model's accuracy over the test draws:
+    how far a single noise draw can move the number that a one-draw evaluation would report.
+    """
+    lines = ["| method | accuracy (%) | L2 loss | cross-entropy | seeds | test draws | largest draw range (pp) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for label, names, part, _ in table_rows(choices):
         runs = _table_runs(results, names, part)
         draws = sorted({len(r["evaluation"][part]) for r in runs})
+        ranges = [100 * (max(a) - min(a)) for r in runs if len(a := [d["accuracy"] for d in r["evaluation"][part]]) > 1]
         cells = [_cell([_draw_mean(r, part, "accuracy") for r in runs], 2, 100.0),
                  _cell([_draw_mean(r, part, "l2") for r in runs], 2),
                  _cell([_draw_mean(r, part, "cross_entropy") for r in runs], 3)]
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {len(runs)} | {', '.join(map(str, draws)) or '—'} |")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {len(runs)} | {', '.join(map(str, draws)) or '—'} | "
+                     + (f"{max(ranges):.2f}" if ranges else "—") + " |")
     return "\n".join(lines) + "\n"
 
 
