@@ -551,6 +551,18 @@ def sweep_table(points: list[dict[str, Any]], what: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def balanced_overhead(results: Path) -> str:
+    """The balanced loss's time cost: median s / step of its rows against the plain sweep's (medians, so
+    that one row slowed by other work on the machine does not decide it); '' until both have run."""
+    plain = [p["s_per_step"] for p in sweep_points(results, "r2_joint_C", C_SWEEP) if p["C"] < 1]
+    balanced = [p["s_per_step"] for p in sweep_points(results, "r2_balanced_C", C_BALANCED)]
+    if not plain or not balanced:
+        return ""
+    a, b = float(np.median(balanced)), float(np.median(plain))
+    return (f"\nTime per step, median over rows: {a:.3f} s with the balanced loss, {b:.3f} s with eq. (18) "
+            f"({len(balanced)} and {len(plain)} rows): {100 * (a / b - 1):+.0f} %.\n")
+
+
 def _correct(results: Path, name: str, labels: np.ndarray) -> np.ndarray | None:
     """Per-image correctness [draws, N] of a row on the shared test draws, or None."""
     path = results / "predictions" / f"{name}.npz"
@@ -913,7 +925,8 @@ def tables(results: Path = RESULTS) -> dict[str, str]:
     return {"mu.md": mu_table(choices), "lr.md": lr_table(choices), "table1.md": mnist_table(results, choices),
             "comparison.md": comparison_table(results, choices), "paired.md": paired_table(results, choices),
             "sweep.md": sweep_table(sweep_points(results, "r2_joint_C", C_SWEEP), "C"),
-            "balanced.md": sweep_table(sweep_points(results, "r2_balanced_C", C_BALANCED), "C (balanced)"),
+            "balanced.md": sweep_table(sweep_points(results, "r2_balanced_C", C_BALANCED), "C (balanced)")
+            + balanced_overhead(results),
             "segmentation.md": seg_table(results, choices),
             "targets.md": targets_markdown(targets(results, choices))}
 
