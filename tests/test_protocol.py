@@ -350,3 +350,19 @@ def test_publish_exports_the_course_models_their_data_model_and_the_figures(tmp_
     assert set(outputs["rows"]) <= set(analysis.course_runs("seg_", tmp_path, round=2))
     with pytest.raises(ValueError, match="best joint C"):
         round2.published({"mu": {"chosen": 0.15}})
+
+
+def test_a_partial_segmentation_table_does_not_name_a_winner_of_the_round(tmp_path: Path) -> None:
+    """'Highest mean test Dice' carries 'so far' until every row has all its seeds and the best C is chosen."""
+    record = (RESULTS / "r2_seg_sequential_s0.json").read_text()
+    (tmp_path / "r2_seg_sequential_s0.json").write_text(record)
+    partial = round2.seg_table(tmp_path, {})
+    assert "so far (1 of 9 rows have results; the best C is not chosen yet)" in partial
+    choices = {"seg_best_C": {"C": 0.5}}
+    names = [n for _, row in round2.seg_table_rows(choices) for n in row]
+    for name in names:
+        (tmp_path / f"{name}.json").write_text(record)
+    complete = round2.seg_table(tmp_path, choices)
+    assert "Highest mean test Dice: **" in complete and "so far" not in complete
+    (tmp_path / "r2_seg_sequential_s2.json").unlink()  # every row still has results, one seed is missing
+    assert "so far (9 of 9 rows have results)" in round2.seg_table(tmp_path, choices)
