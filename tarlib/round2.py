@@ -732,7 +732,8 @@ def seg_table(results: Path, choices: dict[str, Any]) -> str:
     Dice difference to sequential (same seed, mean over the 13 test slices and the seeds) and which row is best."""
     lines = ["| method | Dice | IoU | PSNR (dB) | Δ Dice vs sequential, paired per slice | seeds | steps |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    means, rows, complete = {}, seg_table_rows(choices), "seg_best_C" in choices
+    means, rows, chosen = {}, seg_table_rows(choices), "seg_best_C" in choices
+    complete = chosen
     for label, names in rows:
         runs = {n: r for n in names if (r := _load(results, n)) is not None}
         complete = complete and len(runs) == len(names)
@@ -752,7 +753,7 @@ def seg_table(results: Path, choices: dict[str, Any]) -> str:
         best = max(means, key=means.get)
         so_far = ""
         if not complete:  # a partial table must not read as the verdict of the round
-            pending = "" if "seg_best_C" in choices else "; the best C is not chosen yet"
+            pending = "" if chosen else "; the best C is not chosen yet"
             so_far = f" so far ({len(means)} of {len(rows)} rows have results{pending})"
         text += f"\nHighest mean test Dice{so_far}: **{best}** ({means[best]:.3f}).\n"
     return text

@@ -219,10 +219,10 @@ def test_fast_round2_pipeline_makes_its_choices_on_validation_and_resumes(tmp_pa
                          ["evaluation"]["test"]]) for s in (0, 1)]
     assert f"| sequential (eq. (13)) | {100 * np.mean(seq_accs):.2f} ± {100 * np.std(seq_accs, ddof=1):.2f} |" in table
     assert seq_acc in seq_accs
-    ranges = [100 * np.ptp([d["accuracy"] for d in json.loads((results / f"r2_sequential_s{s}.json").read_text())
-                            ["evaluation"]["test"]]) for s in (0, 1)]
     balanced_steps = [p["s_per_step"] for p in round2.sweep_points(results, "r2_balanced_C", round2.C_BALANCED)]
     assert balanced_steps and f"{np.median(balanced_steps):.3f} s with the balanced loss" in (results / "balanced.md").read_text()
+    ranges = [100 * np.ptp([d["accuracy"] for d in json.loads((results / f"r2_sequential_s{s}.json").read_text())
+                            ["evaluation"]["test"]]) for s in (0, 1)]
     sequential_line = next(line for line in table.splitlines() if line.startswith("| sequential"))
     assert sequential_line.endswith(f"| 2 | {max(ranges):.2f} |")  # two seeds, largest range over draws
     targets = (results / "targets.md").read_text()
