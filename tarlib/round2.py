@@ -744,7 +744,7 @@ def seg_table(results: Path, choices: dict[str, Any]) -> str:
                  (("dice", 3), ("iou", 3), ("psnr", 2))]
         diffs = [_slices(r, "dice") - _slices(seq, "dice") for n, r in runs.items()
                  if (seq := _load(results, f"r2_seg_sequential_s{n.rsplit('_s', 1)[1]}")) is not None]
-        delta = "—" if not diffs or "sequential" in label else f"{np.mean(diffs):+.4f} ({len(diffs)} seeds × 13 slices)"
+        delta = "—" if not diffs or "sequential" in label else f"{np.mean(diffs):+.4f} ({len(diffs)} seed{'s' if len(diffs) > 1 else ''} × 13 slices)"
         steps = sorted({r["config"]["steps"] for r in runs.values()})
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {delta} | {len(runs)} | {', '.join(map(str, steps))} |")
         means[label] = float(np.mean([r["evaluation"]["test"]["dice"] for r in runs.values()]))
