@@ -544,9 +544,8 @@ def sweep_table(points: list[dict[str, Any]], what: str) -> str:
     lines = [f"| {what} | validation accuracy (%, 3 draws) | test accuracy (%, 1 draw) | test L2 "
              "| task's share of R's gradient | s / step |", "|---:|---:|---:|---:|---:|---:|"]
     for p in points:
-        share = "—" if p["task_share"] is None else f"{100 * p['task_share']:.1f} %"
         val = "—" if p["val_accuracy"] is None else f"{100 * p['val_accuracy']:.2f}"
-        lines.append(f"| {_c(p['C'])} | {val} | {100 * p['test_accuracy']:.2f} | {p['l2']:.2f} | {share} "
+        lines.append(f"| {_c(p['C'])} | {val} | {100 * p['test_accuracy']:.2f} | {p['l2']:.2f} | {_share(p['task_share'])} "
                      f"| {p['s_per_step']:.3f} |")
     return "\n".join(lines) + "\n"
 
@@ -723,22 +722,29 @@ def seg_table_rows(choices: dict[str, Any]) -> list[tuple[str, list[str]]]:
     return out
 
 
+def _share(share: float | None) -> str:
+    """The task's measured share of R's gradient as a percentage, or "—" where none was measured."""
+    return "—" if share is None else f"{100 * share:.1f} %"
+
+
 def _slices(summary: dict[str, Any], metric: str) -> np.ndarray:
     return np.asarray(summary["evaluation"]["test_per_slice"][metric], dtype=float)
 
 
 def seg_table(results: Path, choices: dict[str, Any]) -> str:
     """Segmentation rows as Markdown: test Dice, IoU, PSNR (mean ± std over seeds), the paired per-slice
-    Dice difference to sequential (same seed, mean over the 13 test slices and the seeds) and which row is best."""
-    lines = ["| method | Dice | IoU | PSNR (dB) | Δ Dice vs sequential, paired per slice | seeds | steps |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    Dice difference to sequential (same seed, mean over the 13 test slices and the seeds), seed 0's validation
+    Dice at its last step (what chooses the best C) and task's share of R's gradient, and which row is best."""
+    lines = ["| method | Dice | IoU | PSNR (dB) | Δ Dice vs sequential, paired per slice | seeds | steps "
+             "| validation Dice, seed 0 | task's share of R's gradient, seed 0 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     means, rows, chosen = {}, seg_table_rows(choices), "seg_best_C" in choices
     complete = chosen
     for label, names in rows:
         runs = {n: r for n in names if (r := _load(results, n)) is not None}
         complete = complete and len(runs) == len(names)
         if not runs:
-            lines.append(f"| {label} | — | — | — | — | 0 | — |")
+            lines.append(f"| {label} | — | — | — | — | 0 | — | — | — |")
             continue
         cells = [_cell([r["evaluation"]["test"].get(m) for r in runs.values()], d) for m, d in
                  (("dice", 3), ("iou", 3), ("psnr", 2))]
@@ -746,7 +752,11 @@ def seg_table(results: Path, choices: dict[str, Any]) -> str:
                  if (seq := _load(results, f"r2_seg_sequential_s{n.rsplit('_s', 1)[1]}")) is not None]
         delta = "—" if not diffs or "sequential" in label else f"{np.mean(diffs):+.4f} ({len(diffs)} seed{'s' if len(diffs) > 1 else ''} × 13 slices)"
         steps = sorted({r["config"]["steps"] for r in runs.values()})
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {delta} | {len(runs)} | {', '.join(map(str, steps))} |")
+        first = runs.get(names[0])
+        seed0 = ["—", "—"] if first is None else [f"{first['validation'][-1]['dice']:.3f}",
+                                                  _share((first.get("gradient_balance") or {}).get("task_share"))]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {delta} | {len(runs)} | {', '.join(map(str, steps))} | "
+                     + " | ".join(seed0) + " |")
         means[label] = float(np.mean([r["evaluation"]["test"]["dice"] for r in runs.values()]))
     text = "\n".join(lines) + "\n"
     if means:
