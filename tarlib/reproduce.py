@@ -634,7 +634,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables-only", action="store_true", help="only regenerate the tables from the JSON files")
     p.add_argument("--list", action="store_true", help="print the rows that would run and their commands")
     p.add_argument("--export-weights", action="store_true",
-                   help="copy the published models' weights to --weights with a manifest (needs their runs)")
+                   help="copy the published models' weights to --weights with a manifest (needs their runs; "
+                        "with --round 2 it only publishes finished runs and trains nothing)")
     p.add_argument("--readme", type=Path, default=None, help="a README whose results block to update (README.md)")
     p.add_argument("--weights", type=Path, default=None, help="folder of the published weights (default weights/)")
     return p
@@ -704,7 +705,7 @@ def _main_round2(args: argparse.Namespace) -> int:
         for what in pending:
             print(f"(further rows wait for the choice of {what})")
         return 0
-    if not args.tables_only:
+    if not args.tables_only and not args.export_weights:  # exporting never trains: it publishes finished runs
         choices = round2.run(args.runs, results, fast, extra, parts)
         print(f"[reproduce] round 2: choices so far {json.dumps(choices)}")
     if not results.is_dir():

@@ -366,3 +366,15 @@ def test_a_partial_segmentation_table_does_not_name_a_winner_of_the_round(tmp_pa
     assert "Highest mean test Dice: **" in complete and "so far" not in complete
     (tmp_path / "r2_seg_sequential_s2.json").unlink()  # every row still has results, one seed is missing
     assert "so far (9 of 9 rows have results)" in round2.seg_table(tmp_path, choices)
+
+
+def test_round2_export_publishes_and_never_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--round 2 --export-weights`` mid-round must not start the missing rows (they may be running elsewhere)."""
+    calls = []
+    monkeypatch.setattr(round2, "run", lambda *a, **k: calls.append("run"))
+    monkeypatch.setattr(round2, "write_tables", lambda results: [])
+    monkeypatch.setattr(round2, "publish", lambda runs, results, weights: calls.append("publish") or [])
+    (tmp_path / "round2").mkdir()
+    argv = ["--round", "2", "--export-weights", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path)]
+    assert reproduce.main(argv) == 0
+    assert calls == ["publish"]
