@@ -6,7 +6,7 @@
 #   make check-book  after `make book`: nbval's output checks on the notebooks the build executed,
 #               and every page of the book in headless Chromium
 #   make bench  operator and training benchmarks
-#   make reproduce  full-size runs of Table 1 / Figure 3 (hours; resumable)
+#   make reproduce  full-size runs of round 2 (Table 1, sweep, Figure 3; CPU-hours; resumable), then publish
 #
 # Torch is installed on its own, and only when the venv has none, so that pip never
 # swaps a working (e.g. CUDA) torch for another one.  Override the requirement with
@@ -63,7 +63,9 @@ bench: venv
 	$(PY) benchmarks/training.py
 
 reproduce: venv
-	$(PY) -m tarlib.reproduce --readme README.md --export-weights
+	$(PY) -m tarlib.reproduce --round 2 --runs runs
+	$(PY) -m tarlib.reproduce --round 2 --export-weights --runs runs
+	$(PY) -m tarlib.reproduce --tables-only --readme README.md
 
 clean:
 	rm -rf _build build .pytest_cache .jupyter_cache

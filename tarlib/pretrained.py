@@ -7,7 +7,7 @@
 
 The weights come from ``python -m tarlib.reproduce`` (section 5 of the paper, full
 runs on 2 CPU cores) and are copied to ``weights/`` with
-``python -m tarlib.reproduce --export-weights``.  ``weights/manifest.json`` records for
+``python -m tarlib.reproduce --round 2 --export-weights``.  ``weights/manifest.json`` records for
 each model its files and their SHA-256, the command that trained it and its test
 metrics.  Loading checks the SHA-256 first and reads the files with
 ``torch.load(..., weights_only=True)``, which cannot run code from a file.
@@ -33,7 +33,7 @@ PARTS = ("R", "T")  # the reconstruction R_θ and the task network T_ϑ
 HOW_TO_GET = (
     "get the published weights with `git clone https://github.com/tarlib-course/tarlib` "
     "(its weights/ folder) or `pip install` of that repository, or rebuild them with "
-    "`python -m tarlib.reproduce --export-weights`; TARLIB_WEIGHTS_DIR selects another folder"
+    "`python -m tarlib.reproduce --round 2 --export-weights --runs RUNS`; TARLIB_WEIGHTS_DIR selects another folder"
 )
 
 

@@ -646,7 +646,8 @@ def targets(results: Path, choices: dict[str, Any]) -> list[tuple[str, str, bool
         diffs = np.array([j["evaluation"]["test"]["dice"] - q["evaluation"]["test"]["dice"] for j, q in seg])
         t = stats.one_sided_t(diffs)
         out.append(("3. segmentation: best joint C beats sequential in Dice (one-sided t, 2 df)",
-                    f"{t['mean']:+.4f} Dice, t = {t['t']:.2f} (critical {t['critical']:.2f})", bool(t["significant"])))
+                    f"{t['mean']:+.4f} Dice, t = {t['t']:.2f} (critical {t['critical']:.2f}); per seed "
+                    + ", ".join(f"{d:+.4f}" for d in diffs), bool(t["significant"])))
     else:
         out.append(("3. segmentation: best joint C beats sequential in Dice (one-sided t, 2 df)", "—", None))
     for part, budget in (("mnist", 10.0), ("seg", 5.0)):
