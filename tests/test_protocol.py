@@ -358,6 +358,8 @@ def test_a_partial_segmentation_table_does_not_name_a_winner_of_the_round(tmp_pa
     (tmp_path / "r2_seg_sequential_s0.json").write_text(record)
     partial = round2.seg_table(tmp_path, {})
     assert "so far (1 of 9 rows have results; the best C is not chosen yet)" in partial
+    # seed 0's last validation Dice (what chooses the best C); sequential gives R no gradient from ℓ_D: no share
+    assert f"| {json.loads(record)['validation'][-1]['dice']:.3f} | — |" in partial
     choices = {"seg_best_C": {"C": 0.5}}
     names = [n for _, row in round2.seg_table_rows(choices) for n in row]
     for name in names:
