@@ -2,7 +2,8 @@
 #   make test   create/reuse .venv, run unit tests + nbval over every notebook (fast mode)
 #   make book   create/reuse .venv, execute every notebook (fast mode), build the Jupyter Book strictly
 #   make lab    open the course in JupyterLab (adds --allow-root when run as root, e.g. in a container)
-#   make lint   ruff over tarlib/, tests/, tools/, book/_ext/, conftest.py and the notebooks
+#   make lint   ruff over tarlib/, tests/, tools/, book/_ext/, conftest.py and the notebooks; lint-imports
+#               (the import contracts of pyproject.toml: the library never imports the study, no cycles)
 #   make check-book  after `make book`: nbval's output checks on the notebooks the build executed,
 #               and every page of the book in headless Chromium
 #   make bench  operator and training benchmarks
@@ -57,6 +58,7 @@ lab: venv
 
 lint: venv
 	$(VENV)/bin/ruff check tarlib tests tools book/_ext notebooks conftest.py
+	$(VENV)/bin/lint-imports
 
 bench: venv
 	$(PY) benchmarks/operators.py

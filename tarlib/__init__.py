@@ -3,7 +3,7 @@
 Adler, Lunz, Verdier, Schönlieb, Öktem, "Task adapted reconstruction for inverse
 problems", Inverse Problems 38 (2022) 075006.
 
-Modules follow the paper's pieces:
+The library, whose modules follow the paper's pieces:
 
 - :mod:`tarlib.physics`  the data model M = forward operator A + noise (section 2)
 - :mod:`tarlib.data`     images x, labels z and triplets (x, y, z)
@@ -11,13 +11,10 @@ Modules follow the paper's pieces:
 - :mod:`tarlib.losses`   ℓ_X, ℓ_D and the joint loss of eq. (18)
 - :mod:`tarlib.metrics`  accuracy, PSNR, SSIM, Dice, IoU
 - :mod:`tarlib.training` the strategies of section 4
-- :mod:`tarlib.experiments` the experiments of section 5 from the command line
-- :mod:`tarlib.reproduce` every run of section 5, its tables and figures (``make reproduce``)
-- :mod:`tarlib.round2`  the pre-registered second round (``results/PROTOCOL.md``)
+- :mod:`tarlib.experiments` the experiments of section 5: their data, networks and one run from the command line
 - :mod:`tarlib.stats`   paired tests of two models on the same test images
-- :mod:`tarlib.pretrained` the published weights of those runs (``weights/``)
-- :mod:`tarlib.robustness` the published models on other doses and angles (section 7)
-- :mod:`tarlib.claims` the paper's claims decided on ``results/``
+- :mod:`tarlib.pretrained` the published weights of the study's runs (``weights/``)
+- :mod:`tarlib.records` the results of the reproduction rounds, read for the course
 
 and the course's teaching aids: :mod:`tarlib.classical` (SVD, maximum
 likelihood, Tikhonov), :mod:`tarlib.bayes` (Bayes estimators in closed form),
@@ -26,6 +23,11 @@ trade-off of eq. (18) in a linear-Gaussian toy), :mod:`tarlib.invariance` (the
 non-uniqueness of end-to-end training), :mod:`tarlib.analysis` (loss scales, Figures 2
 and 3 from trained models), :mod:`tarlib.theory` (exact posteriors and information
 conservation, section 6) and :mod:`tarlib.plotting`.
+
+The study, :mod:`tarlib.study`, runs and checks the paper with the library: every run of
+section 5 in reproduction rounds, their tables and figures (``python -m tarlib.reproduce``),
+the robustness of section 7 (``python -m tarlib.robustness``) and the paper's claims.  It
+imports the library, never the reverse.
 """
 
 from importlib import metadata as _metadata

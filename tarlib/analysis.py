@@ -10,18 +10,15 @@
 - :func:`plot_seg_panel`, :func:`grey_white_contrast`, :func:`plot_seg_metrics`  Figure 3
   and the segmentation metrics against C
 - :func:`inference_time`     seconds per slice of T ∘ R at a batch size
-- :func:`results_dir`, :func:`load_results`  the full runs' JSON files in ``results/``
-- :func:`published_round`, :func:`course_runs`, :func:`test_metrics`, :func:`course_tables`
-  the results of the reproduction round whose models ``weights/`` publishes, by course name
+
+The full runs' results by course name are read by :mod:`tarlib.records`.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
-import json
 import math
-import os
-import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,87 +34,10 @@ from tarlib import experiments, losses, physics, training
 from tarlib.config import atomic_write
 from tarlib.nets import TaskAdapted
 from tarlib.plotting import MAX_WIDTH, to_numpy_2d
+from tarlib.records import course_name, test_metrics
 
 ADAM_EPS = 1e-8  # torch.optim.Adam's default ε, used by tarlib.training.train
 SEG_OUTPUTS_MAX_BYTES = 5 * 2**20
-
-
-def results_dir() -> Path:
-    """``$TARLIB_RESULTS_DIR`` if set, else ``results/`` next to the package (a source checkout)."""
-    return Path(os.environ.get("TARLIB_RESULTS_DIR") or Path(__file__).resolve().parents[1] / "results")
-
-
-def load_results(prefix: str, directory: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """The full runs' records ``results/<prefix>*.json`` by run name (e.g. ``"seg_"``), sorted by name."""
-    folder = Path(directory or results_dir())
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no results folder {folder}: `make reproduce` writes it (or set TARLIB_RESULTS_DIR)")
-    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob(f"{prefix}*.json"))}
-
-
-def published_round(weights: str | Path | None = None) -> int:
-    """The reproduction round (1 or 2) whose models ``weights/`` publishes; the course shows its results."""
-    from tarlib import pretrained
-
-    return max(int(m.get("round", 1)) for m in pretrained.manifest(weights).values())
-
-
-_SEED_SUFFIX = re.compile(r"_(?:seed|s)(\d+)$")
-
-
-def course_name(run: str) -> tuple[str, int]:
-    """A result file's course name and seed, the same in both rounds.
-
-    ``mnist_sequential`` and ``mnist_sequential_seed1`` (round 1) and ``r2_sequential_s1``
-    (round 2) are all ``mnist_sequential``; ``r2_seg_joint_C0.5_s0`` is ``seg_joint_C0.5``.
-    """
-    match = _SEED_SUFFIX.search(run)
-    name, seed = (run[: match.start()], int(match.group(1))) if match else (run, 0)
-    if name.startswith("r2_"):
-        name = name[3:] if name.startswith("r2_seg_") else "mnist_" + name[3:]
-    return name, seed
-
-
-def course_runs(prefix: str, results: str | Path | None = None, round: int | None = None) -> dict[str, list[dict[str, Any]]]:
-    """The records of a reproduction round by course name (:func:`course_name`), seed 0 first.
-
-    ``round`` defaults to :func:`published_round`, so the notebooks show the results of the
-    models they load; ``prefix`` is ``"mnist_"`` or ``"seg_"`` (or a longer name).
-    """
-    round = published_round() if round is None else round
-    if round not in (1, 2):
-        raise ValueError(f"round must be 1 or 2, got {round}")
-    folder = Path(results or results_dir()) / ("round2" if round == 2 else "")
-    groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
-    for run, record in load_results("r2_" if round == 2 else prefix, folder).items():
-        name, seed = course_name(run)
-        if name.startswith(prefix):
-            groups.setdefault(name, []).append((seed, record))
-    return {name: [run for _, run in sorted(seeds, key=lambda t: t[0])] for name, seeds in sorted(groups.items())}
-
-
-def test_metrics(run: Mapping[str, Any]) -> dict[str, float]:
-    """A record's test metrics: round 2's mean over the shared noise draws where it has them, else
-    ``metrics["test"]`` (round 1, one draw)."""
-    test = run.get("evaluation", {}).get("test")
-    if isinstance(test, list):  # MNIST, round 2: one entry per noise draw
-        return {k: float(np.mean([d[k] for d in test])) for k in test[0] if k not in ("seed", "n")}
-    return dict(test) if isinstance(test, dict) else dict(run["metrics"]["test"])
-
-
-def course_tables(results: str | Path | None = None, round: int | None = None) -> dict[str, str]:
-    """Table 1 next to the paper's (``"comparison"``) and the verdicts on the targets (``"targets"``),
-    as Markdown, of the round :func:`course_runs` reads; round 1 also has its measured ``"times"``
-    (round 2's targets include them), and only the tables its files can fill."""
-    from tarlib import reproduce, round2
-
-    round = published_round() if round is None else round
-    folder = Path(results or results_dir())
-    if round == 1:
-        tables = reproduce.tables_from_results(folder)
-        return {name: tables[name] for name in ("comparison", "targets", "times") if name in tables}
-    tables = round2.tables(folder / "round2")
-    return {"comparison": tables["comparison.md"], "targets": tables["targets.md"]}
 
 
 def loss_scales(model: TaskAdapted, batch: tuple[Tensor, Tensor, Tensor], task: str) -> dict[str, float]:
@@ -405,16 +325,20 @@ def inference_time(model: TaskAdapted, y: Tensor, batch_size: int, repeats: int 
     return best / batch_size
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m tarlib.analysis NAME ... --out FILE``: seg outputs of published models."""
-    import argparse
-
-    from tarlib import pretrained
-
-    parser = argparse.ArgumentParser(description=write_seg_outputs.__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of :func:`main`."""
+    parser = argparse.ArgumentParser(prog="python -m tarlib.analysis",
+                                     description=write_seg_outputs.__doc__.splitlines()[0])
     parser.add_argument("names", nargs="+", help="published segmentation models (tarlib.pretrained.names())")
     parser.add_argument("--out", required=True, help="the .npz to write, e.g. results/seg_outputs.npz")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tarlib.analysis NAME ... --out FILE``: seg outputs of published models."""
+    from tarlib import pretrained
+
+    args = build_parser().parse_args(argv)
     entries = pretrained.manifest()
     models = {name: pretrained.load(name) for name in args.names}
     path = write_seg_outputs(models, {name: entries[name]["C"] for name in args.names}, args.out)

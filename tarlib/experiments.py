@@ -111,7 +111,8 @@ EVAL_BATCH = {"mnist": 500, "segmentation": 13}  # images per batch of the valid
 TASKS = {"mnist": "classification", "segmentation": "segmentation"}  # the task of each experiment
 
 
-def _fixed_batches(images, targets, M, batch_size: int, seed: int, device) -> list:
+def fixed_batches(images: torch.Tensor, targets: torch.Tensor, M: physics.DataModel, batch_size: int, seed: int,
+                  device: str | torch.device) -> list:
     """Evaluation data with one fixed noise draw, so every evaluation sees the same y."""
     loader = data.TaskLoader(images, targets, M, batch_size, seed, device=device, shuffle=False, drop_last=False)
     return list(loader)
@@ -176,7 +177,7 @@ def test_batches(
     n = len(images) if n is None else n
     if not 1 <= n <= len(images):
         raise ValueError(f"n must lie in [1, {len(images)}] (test images of {experiment}), got {n}")
-    return _fixed_batches(images[:n], targets[:n], M, EVAL_BATCH[experiment], _seed(seed, "test"), device)
+    return fixed_batches(images[:n], targets[:n], M, EVAL_BATCH[experiment], _seed(seed, "test"), device)
 
 
 def mnist_experiment(args: argparse.Namespace, device: torch.device) -> Experiment:
@@ -207,8 +208,8 @@ def mnist_experiment(args: argparse.Namespace, device: torch.device) -> Experime
         model=model,
         train_loader=loader("train"),
         pretrain_loader=loader("pretrain"),
-        val_batches=_fixed_batches(train_images[val_idx], train_labels[val_idx], M, batch, val_seed, device),
-        test_batches=_fixed_batches(test_images[:n_test], test_labels[:n_test], M, batch, test_seed, device),
+        val_batches=fixed_batches(train_images[val_idx], train_labels[val_idx], M, batch, val_seed, device),
+        test_batches=fixed_batches(test_images[:n_test], test_labels[:n_test], M, batch, test_seed, device),
         task=TASKS["mnist"],
     )
 
@@ -229,7 +230,7 @@ def segmentation_experiment(args: argparse.Namespace, device: torch.device) -> E
         model=model,
         train_loader=loader("train"),
         pretrain_loader=loader("pretrain"),
-        val_batches=_fixed_batches(val.images, val.masks, M, batch, _seed(args.seed, "val"), device),
+        val_batches=fixed_batches(val.images, val.masks, M, batch, _seed(args.seed, "val"), device),
         test_batches=test_batches("segmentation", M, args.seed, device=device),
         task=TASKS["segmentation"],
     )

@@ -1,8 +1,9 @@
-"""Paired comparisons of two classifiers on the same test images.
+"""Paired comparisons of two models on the same test images.
 
 The unit is the test image: two models evaluated on the same images (and the same
 noise draws) give paired outcomes, and pairing removes the variance that the
-images share.  Used by the second reproduction round (``results/PROTOCOL.md``).
+images share.  The study uses them for its protocol's tests (``results/PROTOCOL.md``)
+and for the robustness of section 7 (differences of accuracy drops, image by image).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""tarlib.claims: each claim of the paper decided by a stated rule on the JSON files in results/."""
+"""tarlib.study.claims: each claim of the paper decided by a stated rule on the JSON files in results/."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tarlib import claims
+from tarlib.study import claims
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from tarlib import config, experiments, pretrained, reproduce, round2
+from tarlib import config, experiments, pretrained, records
+from tarlib.study import registry, round1
+from tarlib.study.round2 import publish
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "weights"
@@ -25,8 +27,8 @@ def models() -> dict:
 def _published(models: dict) -> dict[str, dict[str, str]]:
     """What should be published: round 2's models once it has published them, else round 1's."""
     if any(m.get("round") == 2 for m in models.values()):
-        return round2.published(round2.load_choices(ROOT / "results" / "round2"))
-    return reproduce.PUBLISHED
+        return publish.published(registry.load_choices(ROOT / "results" / "round2"))
+    return round1.PUBLISHED
 
 
 def test_manifest_lists_every_file_and_every_published_model(models) -> None:
@@ -144,7 +146,7 @@ def test_float16_models_decide_like_the_float32_runs(models) -> None:
     published = _published(models)
     checked = 0
     for name, m in halves.items():
-        row = analysis.course_name(published[name]["T"])[0]  # seg_outputs.npz names rows by course name
+        row = records.course_name(published[name]["T"])[0]  # seg_outputs.npz names rows by course name
         if row not in outputs["rows"]:
             continue
         M = pretrained.data_model(name, WEIGHTS)

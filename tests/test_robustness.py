@@ -1,4 +1,4 @@
-"""tarlib.robustness: moving published models to other data models, paired intervals, committed results."""
+"""tarlib.study.robustness: moving published models to other data models, verdicts, committed results."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from tarlib import nets, pretrained, robustness
-from tarlib.robustness import TRAINED, Condition
+from tarlib import nets, pretrained, stats
+from tarlib.study import robustness
+from tarlib.study.robustness import TRAINED, Condition
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -116,21 +117,16 @@ def test_models_that_cannot_move_say_why(sequential) -> None:
     assert robustness.with_data_model(fbp, M3, robustness.NO_POLICY).R.A.range_shape == (3, 25)
 
 
-def test_paired_interval_is_seeded_and_covers_the_mean() -> None:
+def test_verdicts_read_a_paired_interval_of_drop_differences() -> None:
+    """The intervals are :func:`tarlib.stats.paired_bootstrap`'s, over test images."""
     rng = np.random.default_rng(1)
-    shifted = rng.choice([-1.0, 0.0, 1.0], p=[0.1, 0.6, 0.3], size=4000)  # mean 0.2
-    mean, lo, hi = robustness.paired_interval(shifted, n_boot=500, seed=0)
-    assert lo < 0.2 < hi and lo < mean < hi and hi - lo < 0.05
-    assert robustness.verdict(lo, hi) == "less robust"
-    assert robustness.verdict(-hi, -lo) == "more robust"
-    assert (mean, lo, hi) == robustness.paired_interval(shifted, n_boot=500, seed=0)
+    shifted = stats.paired_bootstrap(rng.choice([-1.0, 0.0, 1.0], p=[0.1, 0.6, 0.3], size=4000), 500)  # mean 0.2
+    assert shifted["low"] < 0.2 < shifted["high"] and shifted["high"] - shifted["low"] < 0.05
+    assert robustness.verdict(shifted["low"], shifted["high"]) == "less robust"
+    assert robustness.verdict(-shifted["high"], -shifted["low"]) == "more robust"
     centred = rng.choice([-1.0, 0.0, 1.0], size=4000)
-    _, lo0, hi0 = robustness.paired_interval(centred - centred.mean(), n_boot=500)
-    assert robustness.verdict(lo0, hi0) == "not resolved"
-    with pytest.raises(ValueError, match="1-D array"):
-        robustness.paired_interval(np.zeros((3, 3)))
-    with pytest.raises(ValueError, match="n_boot"):
-        robustness.paired_interval(shifted, n_boot=10)
+    centred = stats.paired_bootstrap(centred - centred.mean(), 500)
+    assert robustness.verdict(centred["low"], centred["high"]) == "not resolved"
 
 
 def test_evaluate_and_summarise_at_toy_size(tmp_path) -> None:

@@ -26,6 +26,7 @@ PROBE = textwrap.dedent("""
     from pathlib import Path
     import tarlib
     from tarlib import pretrained
+    from tarlib.study.round2 import protocol  # the study ships too
 
     directory = pretrained.weights_dir()
     loaded = [name for name in pretrained.names() if not pretrained.load(name).training]
@@ -41,8 +42,8 @@ PROBE = textwrap.dedent("""
         except (ValueError, FileNotFoundError) as error:
             messages[case] = str(error)
         victim.unlink(missing_ok=True)
-    print(json.dumps({"file": tarlib.__file__, "version": tarlib.__version__, "weights": str(directory),
-                      "loaded": loaded, "messages": messages}))
+    print(json.dumps({"file": tarlib.__file__, "study": protocol.__file__, "version": tarlib.__version__,
+                      "weights": str(directory), "loaded": loaded, "messages": messages}))
 """)
 
 
@@ -66,6 +67,7 @@ def test_the_wheel_loads_every_published_model_with_checks(installed: Path) -> N
     report = json.loads(out.stdout.strip().splitlines()[-1])
     site = str(installed / "site")
     assert report["file"].startswith(site), f"imported {report['file']}, not the installed wheel"
+    assert report["study"].startswith(site), "the wheel carries the study (tarlib.study and its sub-packages)"
     assert report["weights"].startswith(site), "the weights must come from the wheel, not the checkout"
     assert report["version"] == VERSION
     models = json.loads((ROOT / "weights" / "manifest.json").read_text())["models"]

@@ -1,9 +1,10 @@
 """Sphinx extension of the book: the API reference of every tarlib module, and one fix of the theme's scripts.
 
 The module list is not written down anywhere: the directive asks :mod:`pkgutil` for the
-modules of the installed ``tarlib`` package when the book is built, so a module added
-later appears in the reference without editing the book.  Each module becomes a section
-documented by ``sphinx.ext.autodoc`` with all its public members.
+modules of the installed ``tarlib`` package and its sub-packages when the book is built, so
+a module added later appears in the reference without editing the book.  Each module
+becomes a section documented by ``sphinx.ext.autodoc`` with all its public members, under
+its layer: the library or the study, as the import contracts of ``pyproject.toml`` say.
 
 The fix: sphinx-thebe (loaded by Jupyter Book) adds its inline ``const THEBE_JS_URL``
 script twice to every page, and the second copy throws an uncaught SyntaxError in the
@@ -21,6 +22,7 @@ import inspect
 import json
 import pkgutil
 import re
+import tomllib
 from pathlib import Path
 from types import ModuleType
 
@@ -30,11 +32,23 @@ from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import make_refnode, nested_parse_with_titles
 
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+LAYERS = ("library", "study")
+
 
 def modules(package: str = "tarlib") -> list[str]:
-    """The public modules of ``package`` (names not starting with ``_``), sorted."""
+    """The public modules of ``package`` and of its sub-packages (no part of the name starting with ``_``), sorted."""
     pkg = importlib.import_module(package)
-    return sorted(f"{package}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+    found = pkgutil.walk_packages(pkg.__path__, f"{package}.")
+    return sorted(m.name for m in found if not any(part.startswith("_") for part in m.name.split(".")))
+
+
+def layer(module: str) -> str:
+    """``"study"`` for the modules that the library must not import (``[tool.importlinter]``), else ``"library"``."""
+    contract = next(c for c in tomllib.loads(PYPROJECT.read_text())["tool"]["importlinter"]["contracts"]
+                    if c["id"] == "library")
+    packages = {name.removesuffix(".**") for name in contract["forbidden_modules"]}
+    return "study" if any(module == p or module.startswith(f"{p}.") for p in packages) else "library"
 
 
 def public_names(module: ModuleType) -> list[str]:
@@ -64,7 +78,7 @@ def rst(module: str) -> list[str]:
         obj = getattr(mod, name)
         is_code = inspect.isclass(obj) or inspect.isroutine(obj) or hasattr(obj, "__wrapped__")
         (code if is_code else data).append(name)
-    lines = [module, "-" * len(module), "", f".. automodule:: {module}"]
+    lines = [module, "~" * len(module), "", f".. automodule:: {module}"]
     if code:
         lines += [f"   :members: {', '.join(code)}", "   :undoc-members:", "   :show-inheritance:"]
     lines.append("")
@@ -76,9 +90,12 @@ def rst(module: str) -> list[str]:
     return lines
 
 
-def all_rst() -> list[str]:
-    """The whole reference: the package's own names first, then every module."""
-    return [line for module in ["tarlib", *modules()] for line in rst(module)]
+def all_rst(of: str) -> list[str]:
+    """The reference of one layer (``"library"``: the package's own names first, then its modules; ``"study"``)."""
+    if of not in LAYERS:
+        raise ValueError(f"tarlib-api takes one of {LAYERS}, got {of!r}")
+    names = [m for m in ["tarlib", *modules()] if layer(m) == of]
+    return [line for module in names for line in rst(module)]
 
 
 # The docstrings are plain text with maths such as |Ax| or paths such as results/*.md;
@@ -126,13 +143,14 @@ def process_docstring(app: Sphinx, what: str, name: str, obj: object, options: d
 
 
 class TarlibAPI(SphinxDirective):
-    """``tarlib-api``: one autodoc section per tarlib module."""
+    """``tarlib-api LAYER``: one autodoc section per tarlib module of the layer (library or study)."""
 
     has_content = False
+    required_arguments = 1
 
     def run(self) -> list[nodes.Node]:
         lines = StringList()
-        for line in all_rst():
+        for line in all_rst(self.arguments[0]):
             lines.append(line, "<tarlib-api>")
         container = nodes.section()
         container.document = self.state.document

@@ -1,4 +1,4 @@
-"""The second reproduction round: its protocol file, its choices and its statistics."""
+"""Round 2 (``python -m tarlib.reproduce --round 2``): its protocol file, its choices and its statistics."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from tarlib import data, losses, reproduce, round2, stats, training
+from tarlib import data, experiments, losses, records, training
 from tarlib.config import git_blob
+from tarlib.study import cli, evaluation
+from tarlib.study.round2 import protocol, publish
+from tarlib.study.round2 import tables as round2_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL = ROOT / "results" / "PROTOCOL.md"
@@ -31,33 +34,33 @@ def _protocol_set(pattern: str) -> list[float]:
 
 
 def test_protocol_sets_match_the_code() -> None:
-    assert _protocol_set(r"Candidates: μ") == list(round2.MU_CANDIDATES)
-    assert _protocol_set(r"joint C sweep, C") == list(round2.C_SWEEP)
-    assert _protocol_set(r"balanced joint, C") == list(round2.C_BALANCED)
-    assert sorted({lr for lr, _ in round2.LR_GRID}) == _protocol_set(r"from\s+lr")
+    assert _protocol_set(r"Candidates: μ") == list(protocol.MU_CANDIDATES)
+    assert _protocol_set(r"joint C sweep, C") == list(protocol.C_SWEEP)
+    assert _protocol_set(r"balanced joint, C") == list(protocol.C_BALANCED)
+    assert sorted({lr for lr, _ in protocol.LR_GRID}) == _protocol_set(r"from\s+lr")
     assert "seed 20261130" in PROTOCOL.read_text() and data.MNIST_VALIDATION_SEED == 20261130
-    assert f"SeedSequence([{round2.DRAW_SEED}, 1, d])" in PROTOCOL.read_text()
+    assert f"SeedSequence([{evaluation.DRAW_SEED}, 1, d])" in PROTOCOL.read_text()
 
 
 def test_list_shows_the_protocol_rows(tmp_path: Path, capsys) -> None:
     """``--round 2 --list``: the μ stage first; with every choice made, exactly the protocol's rows."""
     results = tmp_path / "round2"
-    assert reproduce.main(["--round", "2", "--list", "--only", "mnist", "--results", str(tmp_path)]) == 0
+    assert cli.main(["--round", "2", "--list", "--only", "mnist", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert [line.split(":")[0] for line in out.splitlines()[:4]] == [r.name for r in round2.mu_stage_rows()]
+    assert [line.split(":")[0] for line in out.splitlines()[:4]] == [r.name for r in protocol.mu_stage_rows()]
     assert "--stop-at 2000" in out and "--mu 0.15" in out and "further rows wait for the choice of μ" in out
 
     results.mkdir()
     choices = {"mu": {"chosen": 0.2}, "lr": {"sequential": {"lr": 3e-4, "warmup": 0},
                                            "joint": {"lr": 1e-4, "warmup": 300}}, "best_C": {"C": 0.03}}
     (results / "choices.json").write_text(json.dumps(choices))
-    assert reproduce.main(["--round", "2", "--list", "--only", "mnist", "--results", str(tmp_path)]) == 0
+    assert cli.main(["--round", "2", "--list", "--only", "mnist", "--results", str(tmp_path)]) == 0
     names = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()]
     expected = {f"r2_{kind}_s{s}" for kind in ("pretrain_T", "sequential", "end_to_end", "joint_C0.5", "joint_C0.03")
                 for s in (0, 1, 2)} | {f"r2_pretrain_R_mu0.2_s{s}" for s in (0, 1, 2)}
     expected |= {f"r2_joint_C{C:g}_s0" for C in _protocol_set(r"joint C sweep, C")}
     expected |= {f"r2_balanced_C{C:g}_s0" for C in _protocol_set(r"balanced joint, C")}
-    expected |= {f"r2_grid_{s}_lr{lr:g}_w{w}" for s in ("sequential", "joint") for lr, w in round2.LR_GRID}
+    expected |= {f"r2_grid_{s}_lr{lr:g}_w{w}" for s in ("sequential", "joint") for lr, w in protocol.LR_GRID}
     expected |= {"r2_fbp_classifier", "r2_sinogram_cnn"}
     assert set(names) == expected and len(names) == len(expected)
     assert names.index("r2_joint_C0.03_s2") < names.index("r2_balanced_C0.1_s0"), "the balanced sweep is cut first"
@@ -88,29 +91,29 @@ def test_choose_mu_extrapolates_by_the_written_rule() -> None:
     def history(a: float, b: float) -> list[dict[str, float]]:
         return [{"step": t, "l2": a + b / np.sqrt(t)} for t in range(250, 2001, 250)]
 
-    choice = round2.choose_mu({0.1: history(11.0, 40.0), 0.2: history(8.5, 40.0), 0.3: history(7.0, 40.0)})
+    choice = protocol.choose_mu({0.1: history(11.0, 40.0), 0.2: history(8.5, 40.0), 0.3: history(7.0, 40.0)})
     fits = choice["fits"]
     assert fits["0.2"]["l2_at_8000"] == pytest.approx(8.5 + 40 / np.sqrt(8000))
     assert fits["0.1"]["a"] == pytest.approx(11.0) and fits["0.1"]["b"] == pytest.approx(40.0)
     assert choice["chosen"] == 0.2  # 8.5 + 0.45 = 8.95 is closest to 9.0
-    tie = round2.choose_mu({0.15: history(9.0 - 40 / np.sqrt(8000) + 0.05, 40.0),
+    tie = protocol.choose_mu({0.15: history(9.0 - 40 / np.sqrt(8000) + 0.05, 40.0),
                             0.3: history(9.0 - 40 / np.sqrt(8000) - 0.02, 40.0)})
     assert tie["chosen"] == 0.15, "within 0.1 of the best distance the smaller μ wins"
     with pytest.raises(ValueError, match="evaluations"):
-        round2.choose_mu({0.1: history(1, 1)[:2]})
+        protocol.choose_mu({0.1: history(1, 1)[:2]})
 
 
 def test_choose_lr_and_best_C_rules() -> None:
-    accuracy = {k: 0.95 for k in round2.LR_GRID} | {(1e-3, 0): 0.9605, (3e-4, 300): 0.9600}
-    assert round2.choose_lr(accuracy)[("lr")] == 3e-4  # within 0.1 pp of the best: the smaller lr
+    accuracy = {k: 0.95 for k in protocol.LR_GRID} | {(1e-3, 0): 0.9605, (3e-4, 300): 0.9600}
+    assert protocol.choose_lr(accuracy)[("lr")] == 3e-4  # within 0.1 pp of the best: the smaller lr
     with pytest.raises(ValueError, match="every grid point"):
-        round2.choose_lr({(1e-3, 0): 0.9})
-    best = round2.choose_best_C({0.0: 0.99, 0.01: 0.960, 0.1: 0.9604, 0.5: 0.9590, 1.0: 0.99})
+        protocol.choose_lr({(1e-3, 0): 0.9})
+    best = protocol.choose_best_C({0.0: 0.99, 0.01: 0.960, 0.1: 0.9604, 0.5: 0.9590, 1.0: 0.99})
     assert best["C"] == 0.1  # C = 0 and 1 are other strategies; 0.1 is within 0.05 pp and larger than 0.01
-    assert round2.evaluation_plan("r2_sequential_s1", {}) == {"test": [0, 1, 2, 3, 4]}
-    assert round2.evaluation_plan("r2_joint_C0.3_s0", {}) == {"test": [0], "val": [0, 1, 2]}
-    assert round2.evaluation_plan("r2_joint_C0.3_s0", {"best_C": {"C": 0.3}})["test"] == [0, 1, 2, 3, 4]
-    assert round2.draw_seed("test", 0) != round2.draw_seed("val", 0) != round2.draw_seed("val", 1)
+    assert protocol.evaluation_plan("r2_sequential_s1", {}) == {"test": [0, 1, 2, 3, 4]}
+    assert protocol.evaluation_plan("r2_joint_C0.3_s0", {}) == {"test": [0], "val": [0, 1, 2]}
+    assert protocol.evaluation_plan("r2_joint_C0.3_s0", {"best_C": {"C": 0.3}})["test"] == [0, 1, 2, 3, 4]
+    assert evaluation.draw_seed("test", 0) != evaluation.draw_seed("val", 0) != evaluation.draw_seed("val", 1)
 
 
 def test_validation_split_is_stratified_disjoint_and_fixed() -> None:
@@ -123,28 +126,6 @@ def test_validation_split_is_stratified_disjoint_and_fixed() -> None:
     assert torch.equal(val, data.mnist_validation_split(labels, n_val=200, n_check=50)[1])
     with pytest.raises(ValueError, match="n_check"):
         data.mnist_validation_split(labels, n_val=10, n_check=20)
-
-
-def test_mcnemar_and_bootstrap() -> None:
-    a = np.array([1] * 30 + [0] * 10 + [1] * 60)
-    b = np.array([0] * 30 + [1] * 10 + [1] * 60)
-    result = stats.mcnemar_exact(a, b)
-    assert (result["n_a_only"], result["n_b_only"]) == (30, 10)
-    from scipy.stats import binomtest
-    assert result["p_value"] == pytest.approx(binomtest(30, 40, 0.5).pvalue) and result["p_value"] < 0.01
-    assert stats.mcnemar_exact(a, a)["p_value"] == 1.0
-    rng = np.random.default_rng(1)
-    diff = rng.normal(0.02, 0.3, size=5000)
-    boot = stats.paired_bootstrap(diff, n_resamples=2000, seed=0)
-    se = diff.std() / np.sqrt(diff.size)
-    assert boot["low"] < boot["mean"] < boot["high"]
-    assert boot["high"] - boot["low"] == pytest.approx(2 * 1.96 * se, rel=0.1)
-    assert stats.paired_bootstrap(diff, n_resamples=2000, seed=0) == boot
-    t = stats.one_sided_t(np.array([0.01, 0.012, 0.011]))
-    assert t["significant"] and t["critical"] == pytest.approx(2.92, abs=0.01)
-    assert not stats.one_sided_t(np.array([0.01, -0.02, 0.011]))["significant"]
-    with pytest.raises(ValueError, match="booleans"):
-        stats.mcnemar_exact(np.array([0.5]), np.array([1]))
 
 
 def test_balanced_joint_loss_gives_C_its_share_of_Rs_gradient() -> None:
@@ -186,10 +167,10 @@ def test_fast_round2_pipeline_makes_its_choices_on_validation_and_resumes(tmp_pa
     """A smoke-size round 2 (fewer candidates): stage by stage, choices on validation, evaluated draws, resume."""
     for name, value in {"MU_CANDIDATES": (0.1, 0.2), "MU_STOP": 6, "MU_FIT_FROM": 2, "LR_GRID": ((1e-3, 0),),
                         "C_SWEEP": (0.5, 1.0), "C_BALANCED": (0.5,), "SEEDS": (0, 1), "TEST_DRAWS": 2}.items():
-        monkeypatch.setattr(round2, name, value)
+        monkeypatch.setattr(evaluation if name == "TEST_DRAWS" else protocol, name, value)
     runs, results = tmp_path / "runs", tmp_path / "round2"
     extra = ("--steps", "8", "--pretrain-steps", "8", "--eval-every", "2", "--batch-size", "8", "--no-progress")
-    choices = round2.run(runs, results, fast=True, extra=extra, parts=("mnist",))
+    choices = protocol.run(runs, results, fast=True, extra=extra, parts=("mnist",))
     assert set(choices) == {"mu", "lr", "best_C"} and choices["best_C"]["C"] == 0.5
     assert choices["mu"]["chosen"] in (0.1, 0.2) and set(choices["mu"]["fits"]) == {"0.1", "0.2"}
     assert json.loads((results / "choices.json").read_text()) == choices
@@ -208,10 +189,10 @@ def test_fast_round2_pipeline_makes_its_choices_on_validation_and_resumes(tmp_pa
     def no_run(argv: list[str]) -> int:
         raise AssertionError(f"finished row ran again: {argv}")
 
-    monkeypatch.setattr(round2.experiments, "main", no_run)
-    assert round2.run(runs, results, fast=True, extra=extra, parts=("mnist",)) == choices
+    monkeypatch.setattr(experiments, "main", no_run)
+    assert protocol.run(runs, results, fast=True, extra=extra, parts=("mnist",)) == choices
 
-    written = round2.write_tables(results)
+    written = round2_tables.write_tables(results)
     assert results / "sweep.png" in written
     table = (results / "table1.md").read_text()
     seq_acc = np.mean([d["accuracy"] for d in seq["evaluation"]["test"]])
@@ -219,7 +200,7 @@ def test_fast_round2_pipeline_makes_its_choices_on_validation_and_resumes(tmp_pa
                          ["evaluation"]["test"]]) for s in (0, 1)]
     assert f"| sequential (eq. (13)) | {100 * np.mean(seq_accs):.2f} ± {100 * np.std(seq_accs, ddof=1):.2f} |" in table
     assert seq_acc in seq_accs
-    balanced_steps = [p["s_per_step"] for p in round2.sweep_points(results, "r2_balanced_C", round2.C_BALANCED)]
+    balanced_steps = [p["s_per_step"] for p in round2_tables.sweep_points(results, "r2_balanced_C", protocol.C_BALANCED)]
     assert balanced_steps and f"{np.median(balanced_steps):.3f} s with the balanced loss" in (results / "balanced.md").read_text()
     ranges = [100 * np.ptp([d["accuracy"] for d in json.loads((results / f"r2_sequential_s{s}.json").read_text())
                             ["evaluation"]["test"]]) for s in (0, 1)]
@@ -234,8 +215,6 @@ def test_fast_round2_pipeline_makes_its_choices_on_validation_and_resumes(tmp_pa
 
 
 def test_a_run_started_before_an_option_existed_still_resumes(tmp_path: Path) -> None:
-    from tarlib import experiments
-
     args = experiments.parse_args(["mnist", "--strategy", "pretrain_reconstruction", "--fast", "--out", str(tmp_path)])
     assert experiments._check_out(args) is None
     config = json.loads((tmp_path / "config.json").read_text())
@@ -253,26 +232,24 @@ def test_segmentation_steps_rule_and_rows() -> None:
 
     rising = curve([0.5, 0.6, 0.7, 0.8, 0.85, 0.88, 0.89, 0.891, 0.892, 0.892, 0.891, 0.892])
     flat_early = curve([0.8, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9])
-    choice = round2.choose_seg_steps([rising, flat_early])
+    choice = protocol.choose_seg_steps([rising, flat_early])
     m = np.convolve([e["dice"] for e in rising], np.ones(3) / 3, mode="valid")
-    k = next(k for k in range(len(m)) if (m[k + 1:] - m[k] <= round2.SEG_PLATEAU).all())
+    k = next(k for k in range(len(m)) if (m[k + 1:] - m[k] <= protocol.SEG_PLATEAU).all())
     assert choice["plateaus"][0] == rising[k + 2]["step"] and choice["plateaus"][1] == 400
-    assert choice["steps"] == min(max(choice["plateaus"]), round2.SEG_MAX_STEPS)
+    assert choice["steps"] == min(max(choice["plateaus"]), protocol.SEG_MAX_STEPS)
     with pytest.raises(ValueError, match="≥ 4"):
-        round2.choose_seg_steps([curve([0.5, 0.6])])
-    first, pending = round2.seg_rows({})
+        protocol.choose_seg_steps([curve([0.5, 0.6])])
+    first, pending = protocol.seg_rows({})
     assert [r.name for r in first] == ["r2_seg_pretrain_R_s0", "r2_seg_sequential_s0", "r2_seg_joint_C0.5_s0"]
-    assert all(r.steps == round2.SEG_FIRST_STEPS and "group" in r.args for r in first) and pending
-    rows, pending = round2.seg_rows({"seg_steps": {"steps": 600}, "seg_best_C": {"C": 0.9}})
+    assert all(r.steps == protocol.SEG_FIRST_STEPS and "group" in r.args for r in first) and pending
+    rows, pending = protocol.seg_rows({"seg_steps": {"steps": 600}, "seg_best_C": {"C": 0.9}})
     names = {r.name for r in rows}
-    assert not pending and {f"r2_seg_joint_C{C:g}_s0" for C in round2.SEG_C} <= names
+    assert not pending and {f"r2_seg_joint_C{C:g}_s0" for C in protocol.SEG_C} <= names
     assert {f"r2_seg_{k}_s{s}" for k in ("sequential", "fbp_unet", "joint_C0.9") for s in (0, 1, 2)} <= names
     assert all(r.steps == 600 for r in rows if r.name not in {f.name for f in first})
 
 
 def test_a_resumed_run_reports_the_time_of_every_sitting(tmp_path: Path) -> None:
-    from tarlib import experiments
-
     argv = ["mnist", "--strategy", "pretrain_reconstruction", "--fast", "--steps", "4", "--eval-every", "2",
             "--batch-size", "8", "--no-progress", "--out", str(tmp_path)]
     assert experiments.main([*argv, "--stop-at", "2"]) == 0
@@ -286,7 +263,7 @@ def test_a_resumed_run_reports_the_time_of_every_sitting(tmp_path: Path) -> None
 def test_committed_round2_tables_are_in_sync_with_their_json_files() -> None:
     if not (RESULTS / "choices.json").is_file():
         pytest.skip("round 2 has made no choice yet")
-    expected = round2.tables(RESULTS)
+    expected = round2_tables.tables(RESULTS)
     assert set(expected) >= {"mu.md", "lr.md", "table1.md", "comparison.md", "paired.md", "sweep.md", "balanced.md", "segmentation.md", "targets.md"}
     for name, text in expected.items():
         assert (RESULTS / name).read_text() == text, f"results/round2/{name} is stale: python -m tarlib.reproduce --round 2 --tables-only"
@@ -295,8 +272,6 @@ def test_committed_round2_tables_are_in_sync_with_their_json_files() -> None:
 def _fake_run(runs: Path, results: Path, name: str, experiment: str, recon: str, strategy: str,
               C: float | None = None, mu: float | None = None) -> None:
     """A finished full-size run folder and its results JSON, with freshly initialised networks."""
-    from tarlib import experiments
-
     model, _ = experiments.build_model(experiment, recon, mu=mu, norm="group" if experiment != "mnist" else "batch")
     (runs / name).mkdir(parents=True)
     for part in ("R", "T"):
@@ -311,18 +286,18 @@ def _fake_run(runs: Path, results: Path, name: str, experiment: str, recon: str,
 
 
 def test_publish_exports_the_course_models_their_data_model_and_the_figures(tmp_path: Path, monkeypatch) -> None:
-    """round2.publish on finished (here: untrained, full-size) runs: weights with μ, seg outputs, two panels."""
+    """publish.publish on finished (here: untrained, full-size) runs: weights with μ, seg outputs, two panels."""
     runs, results, weights = tmp_path / "runs", tmp_path / "round2", tmp_path / "weights"
     results.mkdir()
     lr = {"lr": 3e-4, "warmup": 300}
     choices = {"mu": {"chosen": 0.15}, "lr": {"sequential": lr, "joint": lr}, "best_C": {"C": 0.03},
                "seg_steps": {"steps": 600}, "seg_best_C": {"C": 0.9}}
     (results / "choices.json").write_text(json.dumps(choices))
-    monkeypatch.setattr(round2, "FLOAT16", ())  # untrained U-Nets are near ties everywhere: float16 is tested apart
+    monkeypatch.setattr(publish, "FLOAT16", ())  # untrained U-Nets are near ties everywhere: float16 is tested apart
     torch.manual_seed(0)
-    published = round2.published(choices)
+    published = publish.published(choices)
     assert published["mnist_joint_best"] == {"R": "r2_joint_C0.03_s0", "T": "r2_joint_C0.03_s0"}
-    rows = {row for parts in published.values() for row in parts.values()} | set(round2.SEG_OUTPUT_ROWS)
+    rows = {row for parts in published.values() for row in parts.values()} | set(publish.SEG_OUTPUT_ROWS)
     for row in sorted(rows):
         seg = row.startswith("r2_seg_")
         recon = "fbp" if "fbp" in row else "none" if "sinogram" in row else "lpd" if seg else "lgd"
@@ -331,7 +306,7 @@ def test_publish_exports_the_course_models_their_data_model_and_the_figures(tmp_
                   C, None if seg else 0.15)
     weights.mkdir()
     (weights / "mnist_joint_C0.7.T.pt").write_bytes(b"an earlier export's file")
-    written = round2.publish(runs, results, weights, n_check=50)
+    written = publish.publish(runs, results, weights, n_check=50)
     assert {p.name for p in written} == {"manifest.json", "seg_outputs.npz", "figure2.png", "figure3.png"}
     from tarlib import analysis, pretrained
 
@@ -342,41 +317,41 @@ def test_publish_exports_the_course_models_their_data_model_and_the_figures(tmp_
     assert all(c.startswith("python -m tarlib.experiments") for m in manifest.values() for c in m["commands"])
     assert pretrained.data_model("mnist_joint_best", weights).noise.mu == 0.15
     outputs = analysis.read_seg_outputs(tmp_path / "seg_outputs.npz")
-    assert outputs["rows"] == [analysis.course_name(r)[0] for r in round2.SEG_OUTPUT_ROWS]
+    assert outputs["rows"] == [records.course_name(r)[0] for r in publish.SEG_OUTPUT_ROWS]
     assert outputs["rows"][:3] == ["seg_sequential", "seg_fbp_unet", "seg_joint_C0"]
     assert np.isnan(outputs["C"]["seg_sequential"]) and outputs["C"]["seg_joint_C0.5"] == 0.5
     # the course reads the published round: notebook 07 looks up each row of the file by its course name
-    assert analysis.published_round(weights) == 2
-    assert set(outputs["rows"]) <= set(analysis.course_runs("seg_", tmp_path, round=2))
+    assert records.published_round(weights) == 2
+    assert set(outputs["rows"]) <= set(records.course_runs("seg_", tmp_path, round=2))
     with pytest.raises(ValueError, match="best joint C"):
-        round2.published({"mu": {"chosen": 0.15}})
+        publish.published({"mu": {"chosen": 0.15}})
 
 
 def test_a_partial_segmentation_table_does_not_name_a_winner_of_the_round(tmp_path: Path) -> None:
     """'Highest mean test Dice' carries 'so far' until every row has all its seeds and the best C is chosen."""
     record = (RESULTS / "r2_seg_sequential_s0.json").read_text()
     (tmp_path / "r2_seg_sequential_s0.json").write_text(record)
-    partial = round2.seg_table(tmp_path, {})
+    partial = round2_tables.seg_table(tmp_path, {})
     assert "so far (1 of 9 rows have results; the best C is not chosen yet)" in partial
     # seed 0's last validation Dice (what chooses the best C); sequential gives R no gradient from ℓ_D: no share
     assert f"| {json.loads(record)['validation'][-1]['dice']:.3f} | — |" in partial
     choices = {"seg_best_C": {"C": 0.5}}
-    names = [n for _, row in round2.seg_table_rows(choices) for n in row]
+    names = [n for _, row in round2_tables.seg_table_rows(choices) for n in row]
     for name in names:
         (tmp_path / f"{name}.json").write_text(record)
-    complete = round2.seg_table(tmp_path, choices)
+    complete = round2_tables.seg_table(tmp_path, choices)
     assert "Highest mean test Dice: **" in complete and "so far" not in complete
     (tmp_path / "r2_seg_sequential_s2.json").unlink()  # every row still has results, one seed is missing
-    assert "so far (9 of 9 rows have results)" in round2.seg_table(tmp_path, choices)
+    assert "so far (9 of 9 rows have results)" in round2_tables.seg_table(tmp_path, choices)
 
 
 def test_round2_export_publishes_and_never_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``--round 2 --export-weights`` mid-round must not start the missing rows (they may be running elsewhere)."""
     calls = []
-    monkeypatch.setattr(round2, "run", lambda *a, **k: calls.append("run"))
-    monkeypatch.setattr(round2, "write_tables", lambda results: [])
-    monkeypatch.setattr(round2, "publish", lambda runs, results, weights: calls.append("publish") or [])
+    monkeypatch.setattr(protocol, "run", lambda *a, **k: calls.append("run"))
+    monkeypatch.setattr(round2_tables, "write_tables", lambda results: [])
+    monkeypatch.setattr(publish, "publish", lambda runs, results, weights: calls.append("publish") or [])
     (tmp_path / "round2").mkdir()
     argv = ["--round", "2", "--export-weights", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path)]
-    assert reproduce.main(argv) == 0
+    assert cli.main(argv) == 0
     assert calls == ["publish"]

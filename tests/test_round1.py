@@ -1,13 +1,16 @@
-"""``python -m tarlib.reproduce``: the row list, a real --fast run of a few rows, resuming, the tables."""
+"""Round 1 (``python -m tarlib.reproduce``): the row list, a real --fast run of a few rows, resuming, the tables."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tarlib import experiments, reproduce
+from tarlib import experiments
+from tarlib.study import cli, registry, round1
 
 REPO_RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -22,7 +25,7 @@ def _table_cells(markdown: str, label: str) -> list[str]:
 
 
 def test_rows_are_consistent_and_parse_with_the_cli_parser(tmp_path: Path) -> None:
-    rows, tables = reproduce.build_rows(seeds=3)
+    rows, tables = round1.build_rows(seeds=3)
     names = [r.name for r in rows]
     assert len(names) == len(set(names)), "row names are unique"
     by_name = {r.name: r for r in rows}
@@ -37,7 +40,7 @@ def test_rows_are_consistent_and_parse_with_the_cli_parser(tmp_path: Path) -> No
     # every table entry names existing rows; the sweep reuses Table 1's joint rows
     entries = {t.name: {e.label: e for e in t.entries} for t in tables}
     assert all(set(e.rows) <= set(names) for t in tables for e in t.entries)
-    assert [e.C for e in entries["sweep"].values()] == list(reproduce.C_SWEEP)
+    assert [e.C for e in entries["sweep"].values()] == list(round1.C_SWEEP)
     assert entries["sweep"]["C = 0.5"].rows == entries["mnist"]["joint, C = 0.5 (eq. (20))"].rows
     assert len(entries["mnist"]["sequential (eq. (13))"].rows) == 3
     assert len(entries["mnist"]["joint, C = 0.999 (eq. (20))"].rows) == 1
@@ -50,29 +53,29 @@ def test_rows_are_consistent_and_parse_with_the_cli_parser(tmp_path: Path) -> No
 
 
 def test_select_orders_dependencies_first_and_rejects_bad_names() -> None:
-    rows, tables = reproduce.build_rows(seeds=2)
-    order = [r.name for r in reproduce.select(rows, tables, only="sweep")]
+    rows, tables = round1.build_rows(seeds=2)
+    order = [r.name for r in registry.select(rows, tables, only="sweep")]
     assert order[:2] == ["mnist_pretrain_R", "mnist_pretrain_T"]
     assert "mnist_joint_C0.5_seed1" in order and "mnist_sequential" not in order
-    assert [r.name for r in reproduce.select(rows, tables, names=["seg_sequential", "seg_joint_C0.1"])] == [
+    assert [r.name for r in registry.select(rows, tables, names=["seg_sequential", "seg_joint_C0.1"])] == [
         "seg_pretrain_R", "seg_sequential", "seg_joint_C0.1"
     ], "segmentation: joint training without pre-training (section 5.2)"
     with pytest.raises(ValueError, match="unknown rows"):
-        reproduce.select(rows, tables, names=["mnist_joint_C0.42"])
+        registry.select(rows, tables, names=["mnist_joint_C0.42"])
     with pytest.raises(ValueError, match="must be one of"):
-        reproduce.select(rows, tables, only="table2")
-    loop = [reproduce.Row("a", "mnist", (), init_task="b"), reproduce.Row("b", "mnist", (), init_task="a")]
+        registry.select(rows, tables, only="table2")
+    loop = [registry.Row("a", "mnist", (), init_task="b"), registry.Row("b", "mnist", (), init_task="a")]
     with pytest.raises(ValueError, match="cycle"):
-        reproduce.select(loop, [])
+        registry.select(loop, [])
     with pytest.raises(ValueError, match="seeds"):
-        reproduce.build_rows(seeds=0)
+        round1.build_rows(seeds=0)
 
 
 def test_fast_reproduction_of_a_few_rows_then_resume(tmp_path: Path, monkeypatch) -> None:
     runs, results = tmp_path / "runs", tmp_path / "results"
     argv = ["--rows", "mnist_sequential", "--fast", "--steps", "2", "--no-progress",
             "--runs", str(runs), "--results", str(results)]
-    assert reproduce.main(argv) == 0
+    assert cli.main(argv) == 0
     names = ["mnist_pretrain_R", "mnist_pretrain_T", "mnist_sequential"]
     assert sorted(p.stem for p in results.glob("*.json")) == names
     runs_json = {n: json.loads((results / f"{n}.json").read_text()) for n in names}
@@ -81,7 +84,7 @@ def test_fast_reproduction_of_a_few_rows_then_resume(tmp_path: Path, monkeypatch
     assert runs_json["mnist_sequential"]["config"]["init_task"] == str(runs / "mnist_pretrain_T" / "T.pt")
 
     markdown = (results / "mnist.md").read_text()
-    assert markdown == reproduce.tables_from_results(results)["mnist"]
+    assert markdown == round1.tables_from_results(results)["mnist"]
     assert "--fast" in markdown and "python -m tarlib.reproduce --only mnist --fast" in markdown
     test = runs_json["mnist_sequential"]["metrics"]["test"]
     assert _table_cells(markdown, "sequential (eq. (13))") == [
@@ -99,7 +102,7 @@ def test_fast_reproduction_of_a_few_rows_then_resume(tmp_path: Path, monkeypatch
         raise AssertionError(f"finished row ran again: {argv}")
 
     monkeypatch.setattr(experiments, "main", no_run)
-    assert reproduce.main(argv) == 0
+    assert cli.main(argv) == 0
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
 
@@ -112,7 +115,7 @@ def test_tables_average_seeds_and_the_sweep_figure_needs_every_C(tmp_path: Path)
     for seed, (acc, l2) in enumerate([(0.90, 10.0), (0.92, 12.0), (0.94, 14.0)]):
         name = "mnist_joint_C0.5" if seed == 0 else f"mnist_joint_C0.5_seed{seed}"
         _fake_run(tmp_path, name, fast=False, accuracy=acc, l2=l2, cross_entropy=0.1, psnr=20.0)
-    tables = reproduce.tables_from_results(tmp_path)
+    tables = round1.tables_from_results(tmp_path)
     assert set(tables) == {"mnist", "sweep", "comparison", "times", "targets"}, "segmentation has no runs, so no table"
     assert _table_cells(tables["targets"], "joint, C = 0.5: test accuracy ≥ 97.0 % (paper 97.00 %)") == [
         "92.00 % (mean of 3)", "**missed**"
@@ -125,17 +128,17 @@ def test_tables_average_seeds_and_the_sweep_figure_needs_every_C(tmp_path: Path)
         "92.00 ± 2.00", "12.00 ± 2.00", "0.100 ± 0.000", "20.00 ± 0.00", "3", "8000"
     ]
     assert "full runs" in tables["sweep"] and "--fast" not in tables["sweep"]
-    assert not reproduce.plot_sweep(tmp_path, tmp_path / "sweep.png")
-    sweep = next(t for t in reproduce.TABLES if t.name == "sweep")
+    assert not round1.plot_sweep(tmp_path, tmp_path / "sweep.png")
+    sweep = next(t for t in round1.TABLES if t.name == "sweep")
     for entry in sweep.entries:
         if entry.C != 0.5:
             C = entry.C
             _fake_run(tmp_path, entry.rows[0], fast=True, accuracy=0.5 + C / 4, l2=50.0 * (1 - C) + 5)
-    assert "MIX" in reproduce.tables_from_results(tmp_path)["sweep"]
-    written = reproduce.write_tables(tmp_path)
+    assert "MIX" in round1.tables_from_results(tmp_path)["sweep"]
+    written = round1.write_tables(tmp_path)
     assert tmp_path / "sweep.png" in written and (tmp_path / "sweep.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="must be a folder"):
-        reproduce.tables_from_results(tmp_path / "missing")
+        round1.tables_from_results(tmp_path / "missing")
 
 
 def _check_in_sync(results: Path) -> None:
@@ -144,7 +147,7 @@ def _check_in_sync(results: Path) -> None:
     # (checked in tests/test_robustness.py); every other .md is a table of this module
     others = {"PROTOCOL.md", "robustness.md"}
     committed = {p.stem: p.read_text() for p in results.glob("*.md") if p.name not in others}
-    regenerated = reproduce.tables_from_results(results)
+    regenerated = round1.tables_from_results(results)
     assert set(committed) <= set(regenerated), (
         f"{results} has tables without JSON files behind them: {sorted(set(committed) - set(regenerated))}"
     )
@@ -155,7 +158,7 @@ def _check_in_sync(results: Path) -> None:
 
 def test_the_sync_check_catches_stale_and_orphan_tables(tmp_path: Path) -> None:
     _fake_run(tmp_path, "mnist_end_to_end", fast=True, accuracy=0.9, l2=20.0, cross_entropy=0.3, psnr=15.0)
-    reproduce.write_tables(tmp_path)
+    round1.write_tables(tmp_path)
     _check_in_sync(tmp_path)
     _fake_run(tmp_path, "mnist_end_to_end", fast=True, accuracy=0.8, l2=20.0, cross_entropy=0.3, psnr=15.0)
     with pytest.raises(AssertionError, match="stale"):
@@ -168,21 +171,21 @@ def test_the_sync_check_catches_stale_and_orphan_tables(tmp_path: Path) -> None:
 def test_readme_block_is_replaced_between_its_markers(tmp_path: Path) -> None:
     _fake_run(tmp_path, "mnist_sequential", fast=False, accuracy=0.95, l2=9.5, cross_entropy=0.2, psnr=20.0)
     readme = tmp_path / "README.md"
-    readme.write_text(f"# title\n\n{reproduce.README_BEGIN}\nold\n{reproduce.README_END}\n\n## next\n")
-    assert reproduce.update_readme(readme, tmp_path, round=1)
+    readme.write_text(f"# title\n\n{cli.README_BEGIN}\nold\n{cli.README_END}\n\n## next\n")
+    assert cli.update_readme(readme, tmp_path, round=1)
     text = readme.read_text()
     assert "old" not in text and text.startswith("# title") and text.endswith("## next\n")
     assert _table_cells(text, "sequential (eq. (13))")[:2] == ["96.01", "95.00"]
-    assert reproduce.readme_block(tmp_path, round=1) in text
+    assert cli.readme_block(tmp_path, round=1) in text
     readme.write_text("no markers\n")
-    assert not reproduce.update_readme(readme, tmp_path, round=1)
+    assert not cli.update_readme(readme, tmp_path, round=1)
 
 
 def test_committed_tables_are_in_sync_with_their_json_files() -> None:
     assert REPO_RESULTS.is_dir(), "results/ of the full runs is committed"
     _check_in_sync(REPO_RESULTS)
     readme = (REPO_RESULTS.parent / "README.md").read_text()
-    assert reproduce.readme_block(REPO_RESULTS) in readme, (
+    assert cli.readme_block(REPO_RESULTS) in readme, (
         "README's results block is stale: python -m tarlib.reproduce --tables-only --readme README.md"
     )
     runs = [json.loads(p.read_text()) for p in REPO_RESULTS.glob("*.json") if p.name != "robustness.json"]
@@ -191,10 +194,10 @@ def test_committed_tables_are_in_sync_with_their_json_files() -> None:
 
 def test_segmentation_panel_needs_every_run_and_draws_them(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    assert not reproduce.plot_segmentation_panel(runs, tmp_path / "figure3.png")
+    assert not round1.plot_segmentation_panel(runs, tmp_path / "figure3.png")
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
-    for row, _ in reproduce.FIGURE3:  # untrained full-size networks stand in for the runs
+    for row, _ in round1.FIGURE3:  # untrained full-size networks stand in for the runs
         recon = "fbp" if row == "seg_fbp_unet" else "lpd"
         model, _ = experiments.build_model("segmentation", recon)
         (runs / row).mkdir(parents=True)
@@ -202,5 +205,13 @@ def test_segmentation_panel_needs_every_run_and_draws_them(tmp_path: Path) -> No
         torch.save(model.T.state_dict(), runs / row / "T.pt")
         if recon == "lpd":
             torch.save(model.R.state_dict(), runs / row / "R.pt")
-    assert reproduce.plot_segmentation_panel(runs, tmp_path / "figure3.png")
+    assert round1.plot_segmentation_panel(runs, tmp_path / "figure3.png")
     assert (tmp_path / "figure3.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("module", ["tarlib.study", "tarlib.reproduce"])
+def test_the_study_runs_as_a_program_under_both_names(module: str) -> None:
+    out = subprocess.run([sys.executable, "-m", module, "--list", "--only", "sweep", "--fast"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("mnist_pretrain_R: python -m tarlib.experiments mnist --strategy pretrain_reconstruction")

@@ -1,13 +1,13 @@
 """The paper's claims, each checked against this project's own full runs in ``results/``.
 
-    >>> from tarlib import claims
+    >>> from tarlib.study import claims
     >>> print(claims.markdown(claims.check("results")))
 
 Each :class:`Claim` names where the paper makes it, the paper's numbers (labelled as the
 paper's), our numbers read from the JSON files of ``python -m tarlib.reproduce`` and
 ``python -m tarlib.robustness``, the rule that decides "reproduced", and the verdict
 (``None`` when the needed results are missing).  Nothing here is typed in by hand
-except the paper's numbers, which come from :data:`tarlib.reproduce.PAPER_TABLE1`.
+except the paper's numbers, which come from :data:`tarlib.study.tables.PAPER_TABLE1`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from tarlib import analysis
-from tarlib.reproduce import PAPER_TABLE1
+from tarlib import records
+from tarlib.study.tables import PAPER_TABLE1
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,8 @@ class Claim:
 
 
 def _runs(results: Path, name: str, round: int | None) -> list[dict]:
-    """The test metrics of course name ``name`` over its seeds (:func:`tarlib.analysis.course_runs`)."""
-    return [analysis.test_metrics(r) for r in analysis.course_runs(name, results, round).get(name, [])]
+    """The test metrics of course name ``name`` over its seeds (:func:`tarlib.records.course_runs`)."""
+    return [records.test_metrics(r) for r in records.course_runs(name, results, round).get(name, [])]
 
 
 def mean_metric(results: Path, name: str, metric: str, round: int | None = None) -> tuple[float, float] | None:

@@ -1,0 +1,25 @@
+"""The study: the runs that reproduce the paper, and what they show.
+
+``tarlib`` has two layers.  The *library* (every other module of ``tarlib``) is what the
+course teaches and a researcher reuses; the *study*, this package, runs and checks the
+paper with it.  The study imports the library, never the reverse, and no module imports
+itself back through others: ``lint-imports`` checks both (the contracts are in
+``pyproject.toml``, ``[tool.importlinter]``).
+
+What every round shares:
+
+- :mod:`tarlib.study.registry`    rows (one run each), tables of them, dependency order
+- :mod:`tarlib.study.runner`      the stage runner: rows one at a time, resumable
+- :mod:`tarlib.study.evaluation`  evaluation on noise draws shared by every model
+- :mod:`tarlib.study.tables`      the paper's Table 1, mean ± std cells, verdicts, figures
+
+What one round's protocol decides:
+
+- :mod:`tarlib.study.round1`  the first round (``results/*.json``)
+- :mod:`tarlib.study.round2`  the pre-registered second round (``results/PROTOCOL.md``, ``results/round2/``)
+
+And what the rounds' models show: :mod:`tarlib.study.robustness` (section 7) and
+:mod:`tarlib.study.claims` (the paper's claims decided on ``results/``).  The command
+line is :mod:`tarlib.study.cli`: ``python -m tarlib.study``, or ``python -m tarlib.reproduce``
+as the recorded commands write it.
+"""
