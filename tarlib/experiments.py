@@ -325,6 +325,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for bad, message in problems:
         if bad:
             parser.error(message)
+    if args.experiment == "mnist" and args.mu is None:
+        args.mu = physics.MNIST_MU  # recorded in the run's config, so that its μ never depends on a default
     if args.data is not None:
         try:
             n_train = len(data.load_idx(args.data, "train").labels)

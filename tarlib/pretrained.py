@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -97,9 +98,18 @@ def _check(entry: dict[str, Any], directory: Path, n: int | None, device: str | 
 
 
 def load(name: str, device: str | torch.device = "cpu", directory: str | Path | None = None) -> nets.TaskAdapted:
-    """The published model ``name`` as T ∘ R in eval mode, its files checked against the manifest."""
+    """The published model ``name`` as T ∘ R in eval mode, its files checked against the manifest.
+
+    Warns when an MNIST model was trained with another μ than the library's default
+    (:data:`tarlib.physics.MNIST_MU`): feed it data from :func:`data_model` then.
+    """
     directory = Path(directory or weights_dir())
-    return _build(_entry(name, directory), directory, device)[0]
+    entry = _entry(name, directory)
+    mu = entry.get("mu")
+    if entry["experiment"] == "mnist" and mu is not None and mu != physics.MNIST_MU:
+        warnings.warn(f"{name} was trained with μ = {mu}, but physics.mnist_data_model() defaults to "
+                      f"μ = {physics.MNIST_MU}: feed it data from tarlib.pretrained.data_model({name!r})", stacklevel=2)
+    return _build(entry, directory, device)[0]
 
 
 def data_model(name: str, directory: str | Path | None = None) -> physics.DataModel:

@@ -31,7 +31,7 @@ import torch
 
 from tarlib import data, experiments, physics, stats, training
 from tarlib.config import write_json
-from tarlib.reproduce import PAPER_TABLE1, Row, run_experiment
+from tarlib.reproduce import PAPER_TABLE1, ROUND1_MU, Row, run_experiment
 
 PROTOCOL_FILE = Path("results/PROTOCOL.md")
 RESULTS = Path("results/round2")
@@ -185,7 +185,9 @@ def rows(choices: dict[str, Any]) -> tuple[list[Row], list[str]]:
 
 
 def _mu_of(summary: dict[str, Any]) -> float:
-    return summary["config"].get("mu") or physics.MNIST_MU
+    """The μ a run used: recorded since round 2; a file without it is round 1's (``ROUND1_MU``)."""
+    mu = summary["config"].get("mu")
+    return ROUND1_MU if mu is None else mu
 
 
 def evaluate_draws(model, M, images: torch.Tensor, labels: torch.Tensor, seeds: list[int],
