@@ -76,7 +76,7 @@ def _build(entry: dict[str, Any], directory: Path, device: str | torch.device,
            verify: bool = True) -> tuple[nets.TaskAdapted, Any]:
     """T ∘ R (eval mode) and M of a manifest entry, its files checked against their SHA-256 (``verify``)."""
     model, M = experiments.build_model(entry["experiment"], entry["recon"], mu=entry.get("mu"),
-                                       norm=entry.get("norm", "batch"))
+                                       norm=entry.get("norm", "batch"), task_net=entry.get("task_net", "cnn"))
     for part, file in entry["files"].items():
         path = directory / file["path"]
         if not path.is_file():
@@ -152,7 +152,7 @@ def export(
     """Copy the weights of finished runs to ``directory`` and write its manifest; return the manifest's path.
 
     ``models`` maps a model name to ``{"experiment", "recon", "seed", "command", "metrics",
-    "files": {part: run}}`` (optionally ``"mu"`` and ``"norm"``, passed to
+    "files": {part: run}}`` (optionally ``"mu"``, ``"norm"`` and ``"task_net"``, passed to
     :func:`tarlib.experiments.build_model`): the part (R or T) is copied from
     ``runs/<run>/<part>.pt``.  Each entry also gets ``check``: its metrics on the first
     ``n_check`` test images, which the tests recompute from the published files.

@@ -228,7 +228,8 @@ def load_run(run: Path) -> tuple[Any, physics.DataModel, dict[str, Any]]:
     summary = json.loads((run / "metrics.json").read_text())
     config = summary["config"]
     if summary["experiment"] == "mnist":
-        model, M = experiments.build_model("mnist", config["recon"], config["fast"], _mu_of(summary))
+        model, M = experiments.build_model("mnist", config["recon"], config["fast"], _mu_of(summary),
+                                           task_net=config.get("task_net", "cnn"))
     else:
         model, M = experiments.build_model("segmentation", config["recon"], config["fast"],
                                            norm=config.get("unet_norm", "batch"))
