@@ -42,6 +42,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,9 @@ import tarlib
 from tarlib import data, losses, nets, physics, training
 from tarlib.config import git_blob, write_json
 
-RECONSTRUCTIONS = ("lgd", "lpd", "fbp_unet", "fbp", "none")
+RECONSTRUCTIONS = ("lgd", "lgd_small", "rank16", "lpd", "fbp_unet", "fbp", "none")
+RAW_COUNTS = ("lgd", "lgd_small", "rank16", "none")  # MNIST reconstructions that read the counts, not their log
+TASK_NETS = ("cnn", "linear")  # MNIST task networks: the paper's classifier, or logistic regression
 # Defaults per experiment; the (full, fast) pairs go through tarlib.pick (or --fast).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "mnist": {
@@ -122,8 +125,9 @@ def data_model(experiment: str, recon: str | None = None, mu: float | None = Non
     """The data model M (operator and noise, eqs. (1)-(2)) that ``experiment``'s ``recon`` reads.
 
     MNIST: Poisson counts with attenuation scale ``mu`` (default
-    :data:`tarlib.physics.MNIST_MU`); learned gradient descent and the sinogram CNN read
-    the raw counts, the other reconstructions their log (line integrals).
+    :data:`tarlib.physics.MNIST_MU`); learned gradient descent, the rank-16 map (which
+    takes their log itself) and the sinogram CNN read the raw counts, the other
+    reconstructions their log (line integrals).
     Segmentation: the brain geometry with 0.1 % Gaussian noise.
     """
     if experiment not in DEFAULTS:
@@ -135,11 +139,12 @@ def data_model(experiment: str, recon: str | None = None, mu: float | None = Non
         if mu is not None:
             raise ValueError(f"mu applies to the mnist experiment only, not {experiment!r}")
         return physics.brain_data_model()
-    return physics.mnist_data_model(mu=physics.MNIST_MU if mu is None else mu, log_data=recon not in ("lgd", "none"))
+    return physics.mnist_data_model(mu=physics.MNIST_MU if mu is None else mu, log_data=recon not in RAW_COUNTS)
 
 
 def build_model(
-    experiment: str, recon: str | None = None, fast: bool = False, mu: float | None = None, norm: str = "batch"
+    experiment: str, recon: str | None = None, fast: bool = False, mu: float | None = None, norm: str = "batch",
+    task_net: str = "cnn",
 ) -> tuple[nets.TaskAdapted, physics.DataModel]:
     """T ∘ R of ``experiment`` with the sizes of a full run (or of ``--fast``), and its data model M.
 
@@ -147,19 +152,28 @@ def build_model(
     so published weights always fit.  ``recon`` defaults to lgd (mnist) or lpd (segmentation).
     ``mu`` (mnist only) is the attenuation scale of the Poisson data model (default
     :data:`tarlib.physics.MNIST_MU`).  ``norm`` is the segmentation U-Net's normalisation.
+    ``task_net`` (mnist only) is the paper's classifier (``cnn``) or logistic regression
+    (``linear``).  Restricted reconstructions (round 3): ``lgd_small``, learned gradient
+    descent with one update network for its 3 iterations (width 16); ``rank16``, an
+    affine map of rank 16 from the log data.
     """
+    if task_net not in TASK_NETS or (task_net != "cnn" and (experiment != "mnist" or recon == "none")):
+        raise ValueError(f"task_net must be one of {TASK_NETS} (linear: mnist with a reconstruction), got {task_net!r}")
     M = data_model(experiment, recon, mu)  # checks experiment, recon and mu
     recon = recon or DEFAULTS[experiment]["recon"]
     iters, width = (3, 8) if fast else (10, 32)
     R: nn.Module | None = {
         "lgd": lambda: nets.LearnedGradientDescent(M, n_iter=iters, width=width),
+        "lgd_small": lambda: nets.LearnedGradientDescent(M, n_iter=3, width=16, shared=True),
+        "rank16": lambda: nets.LowRankLinear(M, rank=16),
         "lpd": lambda: nets.LearnedPrimalDual(M.A, n_iter=iters, width=width),
         "fbp_unet": lambda: nets.FBPUNet(M.A, nets.UNet(1, 1, depth=2, width=4 if fast else 32)),
         "fbp": lambda: nets.FBP(M.A),
         "none": lambda: None,
     }[recon]()
     if experiment == "mnist":
-        T: nn.Module = nets.SinogramClassifier(M.A.range_shape) if R is None else nets.Classifier()
+        T: nn.Module = (nets.SinogramClassifier(M.A.range_shape) if R is None
+                        else nets.Classifier() if task_net == "cnn" else nets.LinearClassifier())
     else:
         T = nets.UNet(1, 2, depth=2 if fast else UNET_DEPTH, width=4 if fast else UNET_WIDTH, norm=norm)
     return nets.TaskAdapted(R, T), M
@@ -182,7 +196,7 @@ def test_batches(
 
 def mnist_experiment(args: argparse.Namespace, device: torch.device) -> Experiment:
     """Section 5.1: MNIST classification from Poisson data (5 angles, 60 photons per line)."""
-    model, M = build_model("mnist", args.recon, args.fast, args.mu)
+    model, M = build_model("mnist", args.recon, args.fast, args.mu, task_net=args.task_net)
     M.to(device)
     if args.data is not None:
         train_images, train_labels = data.load_idx(args.data, "train")
@@ -255,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-steps", type=int, default=None, help="steps to pre-train R when needed and not given")
     p.add_argument("--batch-size", type=int, default=None, help="default: 64 mnist, 8 segmentation")
     p.add_argument("--lr", type=float, default=1e-3, help="initial learning rate of Adam (cosine decay to 0)")
+    p.add_argument("--lr-R", type=float, default=None, help="R's own initial learning rate (default: --lr)")
+    p.add_argument("--lr-T", type=float, default=None, help="T's own initial learning rate (default: --lr)")
     p.add_argument("--warmup", type=int, default=0, help="steps of linear learning-rate warm-up before the cosine")
     p.add_argument("--clip", choices=training.CLIPS, default="joint",
                    help="clip the gradient norm of R and T together (joint) or of each network (separate) to 1")
@@ -270,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop at this step (checkpoint + partial.json); rerun without it to finish the same run")
     p.add_argument("--protocol", type=Path, default=None, help="the protocol file this run follows (its git blob is recorded)")
     p.add_argument("--recon", choices=RECONSTRUCTIONS, default=None, help="R: default lgd (mnist), lpd (segmentation)")
+    p.add_argument("--task-net", choices=TASK_NETS, default="cnn",
+                   help="mnist only: T is the paper's classifier (cnn) or logistic regression on the image (linear)")
     p.add_argument("--init-reconstruction", type=Path, default=None, help="weights file R.pt of an earlier run")
     p.add_argument("--init-task", type=Path, default=None, help="weights file T.pt of an earlier run")
     p.add_argument("--data", type=Path, default=None, help="mnist only: an IDX folder (MNIST layout) to use instead")
@@ -301,6 +319,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         (args.pretrain_steps < 1, f"--pretrain-steps must be ≥ 1, got {args.pretrain_steps}"),
         (args.batch_size < 1, f"--batch-size must be ≥ 1, got {args.batch_size}"),
         (not args.lr > 0, f"--lr must be > 0, got {args.lr}"),
+        (not all(r is None or r > 0 for r in (args.lr_R, args.lr_T)), f"--lr-R and --lr-T must be > 0, got "
+                                                                        f"{args.lr_R} and {args.lr_T}"),
+        (args.task_net != "cnn" and (args.experiment != "mnist" or args.recon == "none"),
+         "--task-net linear is for mnist with a reconstruction"),
         (not 0 <= args.warmup < args.steps, f"--warmup must lie in [0, --steps), got {args.warmup}"),
         (args.balanced and args.strategy != "joint", "--balanced applies to --strategy joint only"),
         (args.balanced and not 0 < (args.C or 0) < 1, "--balanced needs 0 < --C < 1"),
@@ -315,7 +337,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         (args.eval_every < 0, f"--eval-every must be ≥ 0, got {args.eval_every}"),
         (args.data is not None and args.experiment != "mnist", "--data applies to the mnist experiment only"),
         (args.data is not None and not Path(args.data).is_dir(), f"--data {args.data} is not a folder"),
-        (args.recon == "none" and args.experiment != "mnist", "--recon none (classify the sinogram) is for mnist only"),
+        (args.recon in ("none", "rank16") and args.experiment != "mnist", f"--recon {args.recon} is for mnist only"),
         (args.recon == "none" and args.strategy != "end_to_end", "--recon none trains only with --strategy end_to_end"),
         (args.recon == "fbp" and args.strategy == "pretrain_reconstruction", "--recon fbp has no parameters to train"),
         (device.split(":")[0] not in ("cpu", "cuda"), f"--device must be cpu or cuda, got {args.device}"),
@@ -326,6 +348,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for bad, message in problems:
         if bad:
             parser.error(message)
+    if args.experiment == "mnist" and args.mu is None:
+        args.mu = physics.MNIST_MU  # recorded in the run's config, so that its μ never depends on a default
     if args.data is not None:
         try:
             n_train = len(data.load_idx(args.data, "train").labels)
@@ -351,6 +375,18 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _record_sitting(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Append this sitting (UTC start, git HEAD, the protocol's blob) to ``--out``/sittings.json; return all.
+
+    Written when the sitting starts, so that the order of protocol and runs can be checked."""
+    path = args.out / "sittings.json"
+    sittings = json.loads(path.read_text()) if path.is_file() else []
+    sittings.append({"start_utc": datetime.now(UTC).isoformat(timespec="seconds"), "head": _git_commit(),
+                     "protocol_blob": None if args.protocol is None else git_blob(args.protocol)})
+    write_json(path, sittings)
+    return sittings
 
 
 def _check_out(args: argparse.Namespace) -> str | None:
@@ -379,6 +415,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def elapsed() -> float:
         return round(earlier + time.perf_counter() - start, 2)
 
+    sittings = _record_sitting(args)
     device = tarlib.setup(args.seed, args.device)
     build = mnist_experiment if args.experiment == "mnist" else segmentation_experiment
     exp = build(args, device)
@@ -404,8 +441,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             training.save_weights(model.R, pretrained)
         training.load_weights(model.R, pretrained)
 
+    lr = args.lr if args.lr_R is None and args.lr_T is None else {
+        "R": args.lr if args.lr_R is None else args.lr_R, "T": args.lr if args.lr_T is None else args.lr_T}
     result = training.train(
-        model, exp.train_loader, args.strategy, C=args.C, steps=args.steps, lr=args.lr, task=exp.task,
+        model, exp.train_loader, args.strategy, C=args.C, steps=args.steps, lr=lr, task=exp.task,
         checkpoint=out / "checkpoint.pt", checkpoint_every=(every := _size(args, 500, 100)),
         callback=lambda step, _: write_json(clock_file, {"seconds": elapsed()}) if step % every == 0 else None,
         eval_loader=exp.val_batches, eval_every=args.eval_every, progress=progress, stop_at=args.stop_at,
@@ -413,7 +452,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     protocol = None if args.protocol is None else {"path": str(args.protocol), "blob": git_blob(args.protocol)}
     if not result["finished"]:  # --stop-at: the run continues later from its checkpoint
-        partial = {"step": result["step"], "config": _config(args), "protocol": protocol,
+        partial = {"step": result["step"], "config": _config(args), "protocol": protocol, "sittings": sittings,
                    "validation": result["history"]["eval"], "wall_time_s": elapsed()}
         write_json(out / "partial.json", partial)
         write_json(clock_file, {"seconds": partial["wall_time_s"]})
@@ -455,6 +494,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "validation": result["history"]["eval"],
         "gradient_balance": balance,
         "protocol": protocol,
+        "sittings": sittings,
         "notes": notes,
         "metrics": metrics,
     }

@@ -6,12 +6,15 @@ Reconstruction (section 2, eq. (4)); all map data y to images x̂ [B, 1, H, W]:
   log-likelihood of the data model M (Adler & Öktem 2017); used for MNIST (5.1)
 - :class:`LearnedPrimalDual`       unrolled primal-dual (Adler & Öktem 2018);
   used for the brain segmentation (5.2)
+- :class:`LowRankLinear`           a learned affine map of rank k from the log data;
+  its L2 optimum is :func:`reduced_rank_regression`
 - :class:`FBP`, :class:`FBPUNet`   filtered back-projection, and FBP followed by
   a residual U-Net: the classical baselines
 
 Task (section 3, eq. (5)); all return logits, the softmax is part of the loss:
 
 - :class:`Classifier`              the paper's MNIST CNN (5.1), d ∈ P(Z_10)
+- :class:`LinearClassifier`        multinomial logistic regression on the image
 - :class:`UNet`                    per-pixel class logits for segmentation (5.2)
 - :class:`SinogramClassifier`      a baseline that classifies y directly, no R
 
@@ -102,19 +105,24 @@ class LearnedGradientDescent(nn.Module):
     Gaussian and Poisson data.  It is divided by a fixed scale L computed once
     here by :func:`nll_curvature`, so that ∇nll / L is one plain gradient-descent
     step of step length 1/L, of the size of an image update.
+
+    ``shared=True`` uses one update network Λ for every iteration (Λ_k = Λ), as in
+    the authors' learned gradient scheme: n_iter times fewer parameters, a
+    restricted R.
     """
 
-    def __init__(self, M: physics.DataModel, n_iter: int = 10, n_memory: int = 5, width: int = 32):
+    def __init__(self, M: physics.DataModel, n_iter: int = 10, n_memory: int = 5, width: int = 32,
+                 shared: bool = False):
         super().__init__()
         if n_iter < 1 or n_memory < 0 or width < 1:
             raise ValueError(f"need n_iter ≥ 1, n_memory ≥ 0, width ≥ 1, got {n_iter}, {n_memory}, {width}")
         self.M = M
-        self.n_memory = n_memory
+        self.n_iter, self.n_memory = n_iter, n_memory
         self.image_shape = tuple(M.A.domain_shape)
         self.data_shape = tuple(M.A.range_shape)
         self.grad_scale = 1.0 / nll_curvature(M)
         self.updates = nn.ModuleList(
-            _conv_block(2 + n_memory, 1 + n_memory, width, lambda _: nn.ReLU()) for _ in range(n_iter)
+            _conv_block(2 + n_memory, 1 + n_memory, width, lambda _: nn.ReLU()) for _ in range(1 if shared else n_iter)
         )
 
     def iterates(self, y: Tensor) -> list[Tensor]:
@@ -123,7 +131,8 @@ class LearnedGradientDescent(nn.Module):
         B, dev = y.shape[0], y.device
         xs = [torch.zeros(B, 1, *self.image_shape, device=dev)]
         memory = torch.zeros(B, self.n_memory, *self.image_shape, device=dev)
-        for update in self.updates:
+        for k in range(self.n_iter):
+            update = self.updates[k % len(self.updates)]  # one network per iteration, or one for all
             gradient = _exact(self.M.grad_nll, xs[-1], y) * self.grad_scale
             out = update(_stack(xs[-1], gradient, memory))
             xs.append(xs[-1] + out[:, :1])
@@ -132,6 +141,76 @@ class LearnedGradientDescent(nn.Module):
 
     def forward(self, y: Tensor) -> Tensor:
         return self.iterates(y)[-1]
+
+
+class LowRankLinear(nn.Module):
+    """A learned affine map of rank ``rank`` from log-transformed data to the image.
+
+        R_θ(y) = U(V φ(y) + b) + c,   φ(y) = M.noise.log_transform(y),
+
+    with V : ℝ^m → ℝ^k, U : ℝ^k → ℝ^n (n pixels) and k = ``rank``: a linear
+    reconstruction whose range has at most k dimensions, the most restricted R of
+    round 3.  The best such map for the L2 loss has a closed form,
+    :func:`reduced_rank_regression`; :meth:`set_affine` loads one.
+    """
+
+    def __init__(self, M: physics.DataModel, rank: int = 16):
+        super().__init__()
+        if not hasattr(M.noise, "log_transform"):
+            raise ValueError(f"LowRankLinear reads log-transformed counts: M.noise must be Poisson, got {M.noise!r}")
+        m, n = math.prod(M.A.range_shape), math.prod(M.A.domain_shape)
+        if not 1 <= rank <= min(m, n):
+            raise ValueError(f"rank must lie in [1, {min(m, n)}] (data {m}, image {n} values), got {rank}")
+        self.M, self.rank = M, rank
+        self.image_shape = tuple(M.A.domain_shape)
+        self.data_shape = tuple(M.A.range_shape)
+        self.V = nn.Linear(m, rank)
+        self.U = nn.Linear(rank, n)
+
+    def features(self, y: Tensor) -> Tensor:
+        """φ(y) flattened [B, m]: the log-transformed counts (raw counts are expected)."""
+        _check_data(y, self.data_shape, "LowRankLinear")
+        return _exact(self.M.noise.log_transform, y).flatten(1)
+
+    def forward(self, y: Tensor) -> Tensor:
+        return self.U(self.V(self.features(y))).view(-1, 1, *self.image_shape)
+
+    @torch.no_grad()
+    def set_affine(self, W: Tensor, c: Tensor) -> None:
+        """Load x̂ = W φ + c with rank(W) ≤ k, as U V = W (from an SVD of W) and bias c."""
+        if W.shape != (self.U.out_features, self.V.in_features) or c.shape != (self.U.out_features,):
+            raise ValueError(f"need W [{self.U.out_features}, {self.V.in_features}] and c [{self.U.out_features}], "
+                             f"got {tuple(W.shape)} and {tuple(c.shape)}")
+        left, sv, right = torch.linalg.svd(W.double(), full_matrices=False)
+        root = sv[: self.rank].sqrt()
+        self.U.weight.copy_(left[:, : self.rank] * root)
+        self.V.weight.copy_(root[:, None] * right[: self.rank])
+        self.V.bias.zero_()
+        self.U.bias.copy_(c)
+
+
+def reduced_rank_regression(features: Tensor, targets: Tensor, rank: int) -> tuple[Tensor, Tensor]:
+    """The affine map x̂ = W φ + c of rank ≤ ``rank`` that minimises Σ_i ‖x_i − W φ_i − c‖².
+
+    ``features`` [N, m] (the φ_i), ``targets`` [N, n] (the x_i).  Centre both.  The
+    unrestricted least-squares map B = Φ⁺X [m, n] leaves a residual orthogonal to
+    the columns of Φ, so for any map G the loss is ‖X − ΦB‖² + ‖ΦB − ΦG‖²; the best
+    rank-k ΦG is the fitted values ΦB projected onto their top k right singular
+    vectors P (Eckart–Young), reached by G = B P Pᵀ (reduced-rank regression).
+    Returns ``(W [n, m], c [n])`` in float64.
+    """
+    if features.ndim != 2 or targets.ndim != 2 or len(features) != len(targets):
+        raise ValueError(f"need features [N, m] and targets [N, n] with one N, got {tuple(features.shape)} and "
+                         f"{tuple(targets.shape)}")
+    if not 1 <= rank <= min(features.shape[1], targets.shape[1]):
+        raise ValueError(f"rank must lie in [1, {min(features.shape[1], targets.shape[1])}], got {rank}")
+    Phi, X = features.double(), targets.double()
+    phi_mean, x_mean = Phi.mean(0), X.mean(0)
+    Phi, X = Phi - phi_mean, X - x_mean
+    B = torch.linalg.lstsq(Phi, X, driver="gelsd").solution  # [m, n]: minimum-norm least squares
+    P = torch.linalg.svd(Phi @ B, full_matrices=False).Vh[:rank].T  # [n, k]: the fitted values' top directions
+    W = (B @ P @ P.T).T
+    return W, x_mean - W @ phi_mean
 
 
 class LearnedPrimalDual(nn.Module):
@@ -239,6 +318,25 @@ class Classifier(nn.Module):
             expected = ", ".join(map(str, self.image_shape))
             raise ValueError(f"Classifier expects images [B, {expected}], got {tuple(x.shape)}")
         return self.dense(self.features(x).flatten(1))
+
+
+class LinearClassifier(nn.Module):
+    """Multinomial logistic regression on the image: logits = W·vec(x) + b, [B, n_classes].
+
+    The weakest task network of round 3: it cannot classify MNIST well from true
+    images alone, so a trainable R in front of it can take over part of the work.
+    """
+
+    def __init__(self, n_classes: int = 10, image_size: int = 28, in_ch: int = 1):
+        super().__init__()
+        self.image_shape = (in_ch, image_size, image_size)
+        self.dense = nn.Linear(in_ch * image_size * image_size, n_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if tuple(x.shape[1:]) != self.image_shape:
+            expected = ", ".join(map(str, self.image_shape))
+            raise ValueError(f"LinearClassifier expects images [B, {expected}], got {tuple(x.shape)}")
+        return self.dense(x.flatten(1))
 
 
 NORMS = ("batch", "group")

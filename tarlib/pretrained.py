@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,7 @@ def _build(entry: dict[str, Any], directory: Path, device: str | torch.device,
            verify: bool = True) -> tuple[nets.TaskAdapted, Any]:
     """T ∘ R (eval mode) and M of a manifest entry, its files checked against their SHA-256 (``verify``)."""
     model, M = experiments.build_model(entry["experiment"], entry["recon"], mu=entry.get("mu"),
-                                       norm=entry.get("norm", "batch"))
+                                       norm=entry.get("norm", "batch"), task_net=entry.get("task_net", "cnn"))
     for part, file in entry["files"].items():
         path = directory / file["path"]
         if not path.is_file():
@@ -97,9 +98,18 @@ def _check(entry: dict[str, Any], directory: Path, n: int | None, device: str | 
 
 
 def load(name: str, device: str | torch.device = "cpu", directory: str | Path | None = None) -> nets.TaskAdapted:
-    """The published model ``name`` as T ∘ R in eval mode, its files checked against the manifest."""
+    """The published model ``name`` as T ∘ R in eval mode, its files checked against the manifest.
+
+    Warns when an MNIST model was trained with another μ than the library's default
+    (:data:`tarlib.physics.MNIST_MU`): feed it data from :func:`data_model` then.
+    """
     directory = Path(directory or weights_dir())
-    return _build(_entry(name, directory), directory, device)[0]
+    entry = _entry(name, directory)
+    mu = entry.get("mu")
+    if entry["experiment"] == "mnist" and mu is not None and mu != physics.MNIST_MU:
+        warnings.warn(f"{name} was trained with μ = {mu}, but physics.mnist_data_model() defaults to "
+                      f"μ = {physics.MNIST_MU}: feed it data from tarlib.pretrained.data_model({name!r})", stacklevel=2)
+    return _build(entry, directory, device)[0]
 
 
 def data_model(name: str, directory: str | Path | None = None) -> physics.DataModel:
@@ -142,7 +152,7 @@ def export(
     """Copy the weights of finished runs to ``directory`` and write its manifest; return the manifest's path.
 
     ``models`` maps a model name to ``{"experiment", "recon", "seed", "command", "metrics",
-    "files": {part: run}}`` (optionally ``"mu"`` and ``"norm"``, passed to
+    "files": {part: run}}`` (optionally ``"mu"``, ``"norm"`` and ``"task_net"``, passed to
     :func:`tarlib.experiments.build_model`): the part (R or T) is copied from
     ``runs/<run>/<part>.pt``.  Each entry also gets ``check``: its metrics on the first
     ``n_check`` test images, which the tests recompute from the published files.

@@ -28,7 +28,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +194,21 @@ def _setup_strategy(
     return trained, losses.JointLoss(C, task_loss(task), balanced=balanced)
 
 
+def _learning_rates(model: TaskAdapted, trained: list[nn.Module], lr: float | Mapping[str, float]) -> list[float]:
+    """The initial learning rate of each trained network, from one rate or a mapping ``{"R": …, "T": …}``."""
+    if isinstance(lr, Mapping):
+        names = {id(model.R): "R", id(model.T): "T"}
+        needed = [names[id(m)] for m in trained]
+        if set(lr) - {"R", "T"} or set(needed) - set(lr):
+            raise ValueError(f"lr as a mapping needs the keys {needed} (of 'R', 'T'), got {sorted(lr)}")
+        rates = [float(lr[n]) for n in needed]
+    else:
+        rates = [float(lr)] * len(trained)
+    if not all(r > 0 for r in rates):
+        raise ValueError(f"learning rates must be > 0, got {lr}")
+    return rates
+
+
 def loss_terms(model: TaskAdapted, batch: Batch, task: str = "classification") -> dict[str, Tensor]:
     """ℓ_D (``"task"``) and ℓ_X (``"reconstruction"``) of one batch (x, y, z), attached to the graph."""
     if model.R is None:
@@ -267,7 +282,7 @@ def train(
     strategy: str,
     C: float | None = None,
     steps: int = 1000,
-    lr: float = 1e-3,
+    lr: float | Mapping[str, float] = 1e-3,
     *,
     task: str = "classification",
     checkpoint: str | Path | None = None,
@@ -304,6 +319,8 @@ def train(
     but the losses drift from float32 (relative 5e-4 after 10 steps), so the
     protocol's runs keep float32 (``make bench`` measures both).
 
+    ``lr`` is Adam's initial learning rate, one for every trained network, or one per
+    network as ``{"R": lr_R, "T": lr_T}`` (each network is its own parameter group).
     ``warmup`` steps of linear warm-up precede the cosine decay (the rate at step
     t is lr·min(1, (t + 1)/warmup)·(1 + cos(π t/steps))/2).  ``clip="joint"``
     clips the norm of all trained parameters' gradient to 1; ``"separate"`` clips
@@ -327,12 +344,13 @@ def train(
     if balance_every < 1:
         raise ValueError(f"balance_every must be ≥ 1, got {balance_every}")
     trained, loss = _setup_strategy(model, strategy, C, task, balanced)
+    rates = _learning_rates(model, trained, lr)
     device, amp = _resolve_device(model, device, amp)
     model.to(device)
     groups = [list(m.parameters()) for m in trained] if clip == "separate" else [
         [p for m in trained for p in m.parameters()]]
-    params = [p for group in groups for p in group]
-    optimizer = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99))
+    optimizer = torch.optim.Adam([{"params": list(m.parameters()), "lr": r} for m, r in zip(trained, rates)],
+                                 betas=(0.9, 0.99))
 
     def rate(t: int) -> float:
         return min(1.0, (t + 1) / warmup if warmup else 1.0) * 0.5 * (1.0 + math.cos(math.pi * t / steps))
@@ -344,8 +362,8 @@ def train(
     step = 0
 
     path = Path(checkpoint) if checkpoint is not None else None
-    config = {"strategy": strategy, "C": loss.C, "steps": steps, "lr": lr, "task": task, "warmup": warmup,
-              "clip": clip, "balanced": balanced, "balance_every": balance_every if balanced else None}
+    config = {"strategy": strategy, "C": loss.C, "steps": steps, "lr": dict(lr) if isinstance(lr, Mapping) else lr,
+              "task": task, "warmup": warmup, "clip": clip, "balanced": balanced, "balance_every": balance_every if balanced else None}
     if path is not None and path.exists():
         state = load_checkpoint(path)
         if state["config"] != config:

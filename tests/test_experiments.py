@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tarlib import data, experiments, training
+from tarlib import data, experiments, nets, training
 
 QUIET = ["--fast", "--no-progress"]
 
@@ -31,6 +31,9 @@ def _run(argv: list[str]) -> int:
         (["mnist", "--recon", "none"], "only with --strategy end_to_end"),
         (["mnist", "--init-task", "no/such/T.pt"], "does not exist"),
         (["mnist", "--steps", "ten"], "invalid int value"),
+        (["segmentation", "--recon", "rank16", "--strategy", "end_to_end"], "for mnist only"),
+        (["segmentation", "--task-net", "linear"], "--task-net linear is for mnist with a reconstruction"),
+        (["mnist", "--lr-T", "0"], "--lr-R and --lr-T must be > 0"),
     ],
 )
 def test_bad_arguments_exit_with_status_2(argv, message, tmp_path, capsys) -> None:
@@ -105,6 +108,28 @@ def test_pretrained_weights_feed_later_runs_and_reruns_resume(tmp_path, capsys) 
     with pytest.raises(SystemExit) as info:  # same --out, other settings
         _run([*argv[:4], 4, *argv[5:]])
     assert info.value.code == 2 and "other settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recon, task_net", [("rank16", "linear"), ("lgd_small", "cnn")])
+def test_restricted_networks_with_their_own_learning_rates_record_every_sitting(recon, task_net, tmp_path) -> None:
+    """Round 3's networks from the command line; each sitting (start, stop, resume) is recorded when it starts."""
+    protocol = tmp_path / "PROTOCOL.md"
+    protocol.write_text("a protocol\n")
+    out = tmp_path / "run"
+    argv = ["mnist", "--strategy", "joint", "--C", "0.1", "--recon", recon, "--task-net", task_net, "--lr-R", "3e-4",
+            "--lr-T", "1e-3", "--clip", "separate", "--steps", 4, "--protocol", protocol, "--out", out, *QUIET]
+    assert _run([*argv, "--stop-at", 2]) == 0
+    first = json.loads((out / "sittings.json").read_text())
+    assert len(first) == 1 and first[0]["protocol_blob"] is not None and first[0]["start_utc"].endswith("+00:00")
+    assert _run(argv) == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert len(summary["sittings"]) == 2 and summary["sittings"][0] == first[0]
+    assert summary["config"]["recon"] == recon and summary["config"]["task_net"] == task_net
+    assert (summary["config"]["lr_R"], summary["config"]["lr_T"]) == (3e-4, 1e-3)
+    model, _ = experiments.build_model("mnist", recon, task_net=task_net)
+    assert summary["n_parameters"] == {"R": sum(p.numel() for p in model.R.parameters()),
+                                       "T": sum(p.numel() for p in model.T.parameters())}
+    assert isinstance(model.T, nets.LinearClassifier if task_net == "linear" else nets.Classifier)
 
 
 def test_mnist_from_an_idx_folder(tmp_path) -> None:

@@ -143,3 +143,74 @@ def test_networks_run_under_mixed_precision(mnist_M, brain_A) -> None:
         outputs = [*lgd(y_mnist), *lpd(y_brain)]
     assert all(torch.isfinite(t.float()).all() for t in outputs)
     assert outputs[1].shape == (2, 10) and outputs[3].shape == (1, 2, 128, 128)
+
+
+def test_shared_learned_gradient_descent_uses_one_update_network(mnist_M) -> None:
+    shared = nets.LearnedGradientDescent(mnist_M, n_iter=3, width=16, shared=True)
+    separate = nets.LearnedGradientDescent(mnist_M, n_iter=3, width=16)
+    assert len(shared.updates) == 1 and len(separate.updates) == 3
+    assert 3 * nets.n_parameters(shared) == nets.n_parameters(separate)
+    y = mnist_M(torch.rand(2, 1, 28, 28), generator=torch.Generator().manual_seed(0))
+    assert len(shared.iterates(y)) == 4  # x₀ and three updates, all by the one network
+    # the same weights in every slot of the separate network give the same reconstruction
+    with torch.no_grad():
+        for update in separate.updates:
+            update.load_state_dict(shared.updates[0].state_dict())
+    assert torch.allclose(shared(y), separate(y), atol=1e-6)
+    _all_parameters_get_gradients(shared, shared(y))
+
+
+def test_linear_classifier_is_logistic_regression() -> None:
+    T = nets.LinearClassifier()
+    assert nets.n_parameters(T) == 28 * 28 * 10 + 10
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.allclose(T(x), x.flatten(1) @ T.dense.weight.T + T.dense.bias)
+    with pytest.raises(ValueError, match=r"expects images \[B, 1, 28, 28\]"):
+        T(torch.rand(3, 28, 28))
+
+
+def test_reduced_rank_regression_is_the_rank_k_optimum() -> None:
+    """On a small case with a known answer: the closed form beats every rank-k map, and equals the
+    ordinary least-squares fit once k reaches the full rank."""
+    g = torch.Generator().manual_seed(0)
+    Phi = torch.randn(200, 6, generator=g, dtype=torch.float64)
+    X = Phi @ torch.randn(6, 5, generator=g, dtype=torch.float64) + 0.1 * torch.randn(200, 5, generator=g,
+                                                                                   dtype=torch.float64) + 2.0
+
+    def loss(W, c):
+        return (X - Phi @ W.T - c).square().sum().item()
+
+    W, c = nets.reduced_rank_regression(Phi, X, rank=2)
+    assert torch.linalg.matrix_rank(W).item() == 2
+    best = loss(W, c)
+    for _ in range(200):  # random rank-2 perturbations of the optimum never do better
+        D = torch.randn(5, 2, generator=g, dtype=torch.float64) @ torch.randn(2, 6, generator=g, dtype=torch.float64)
+        U, S, Vh = torch.linalg.svd(W + 0.05 * D)
+        W2 = U[:, :2] @ torch.diag(S[:2]) @ Vh[:2]
+        assert loss(W2, c + 0.01 * torch.randn(5, generator=g, dtype=torch.float64)) >= best
+    full, c_full = nets.reduced_rank_regression(Phi, X, rank=5)
+    ones = torch.cat([Phi, torch.ones(200, 1, dtype=torch.float64)], 1)
+    ols = torch.linalg.lstsq(ones, X).solution
+    assert torch.allclose(full, ols[:6].T, atol=1e-8) and torch.allclose(c_full, ols[6], atol=1e-8)
+    with pytest.raises(ValueError, match="rank must lie"):
+        nets.reduced_rank_regression(Phi, X, rank=6)
+
+
+def test_low_rank_linear_reconstruction(mnist_M) -> None:
+    R = nets.LowRankLinear(mnist_M, rank=16)
+    assert nets.n_parameters(R) == 125 * 16 + 16 + 16 * 784 + 784
+    x = torch.rand(4, 1, 28, 28)
+    y = mnist_M(x, generator=torch.Generator().manual_seed(0))
+    assert R(y).shape == (4, 1, 28, 28)
+    _all_parameters_get_gradients(R, R(y))
+    # set_affine loads a rank-16 map exactly
+    g = torch.Generator().manual_seed(1)
+    W = torch.randn(784, 16, generator=g, dtype=torch.float64) @ torch.randn(16, 125, generator=g, dtype=torch.float64)
+    c = torch.randn(784, generator=g, dtype=torch.float64)
+    R.set_affine(W, c)
+    phi = mnist_M.noise.log_transform(y).flatten(1).double()
+    assert torch.allclose(R(y).flatten(1).double(), phi @ W.T + c, rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError, match="rank must lie"):
+        nets.LowRankLinear(mnist_M, rank=200)
+    with pytest.raises(ValueError, match="Poisson"):
+        nets.LowRankLinear(physics.brain_data_model(), rank=4)

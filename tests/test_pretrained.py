@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tarlib import config, experiments, pretrained, records
+from tarlib import config, experiments, physics, pretrained, records
 from tarlib.study import registry, round1
 from tarlib.study.round2 import publish
 
@@ -80,6 +81,31 @@ def test_a_changed_file_is_refused(models, tmp_path) -> None:
     victim.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="SHA-256"):
         pretrained.load(CHECKED, directory=tmp_path)
+
+
+def test_published_mnist_models_and_the_library_agree_on_mu(models) -> None:
+    """physics.mnist_data_model(), build_model and pretrained.data_model(name) use one μ (issue 22)."""
+    mnist = [name for name, m in models.items() if m["experiment"] == "mnist"]
+    assert mnist
+    _, M = experiments.build_model("mnist", "lgd")
+    assert physics.mnist_data_model().noise.mu == M.noise.mu == physics.MNIST_MU
+    for name in mnist:
+        assert pretrained.data_model(name).noise.mu == physics.MNIST_MU, name
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # agreement: loading warns about nothing
+            pretrained.load(name)
+
+
+def test_a_model_trained_with_another_mu_warns(models, tmp_path) -> None:
+    m = models[CHECKED]
+    for file in m["files"].values():
+        shutil.copy(WEIGHTS / file["path"], tmp_path)
+    manifest = json.loads((WEIGHTS / "manifest.json").read_text())
+    manifest["models"] = [{**m, "mu": 0.1}]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match=r"μ = 0.1.*pretrained.data_model"):
+        pretrained.load(CHECKED, directory=tmp_path)
+    assert pretrained.data_model(CHECKED, tmp_path).noise.mu == 0.1
 
 
 def test_missing_manifest_and_unknown_names_are_explained(tmp_path) -> None:

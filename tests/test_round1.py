@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tarlib import experiments
-from tarlib.study import cli, registry, round1
+from tarlib import experiments, physics
+from tarlib.study import cli, evaluation, registry, round1
 
 REPO_RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -49,7 +49,26 @@ def test_rows_are_consistent_and_parse_with_the_cli_parser(tmp_path: Path) -> No
     assert {r.args[r.args.index("--C") + 1] for r in rows if r.experiment == "segmentation" and "--C" in r.args} == {
         "0", "0.1", "0.5", "0.99"
     }
-    assert by_name["mnist_sinogram_cnn"].args[-2:] == ("--recon", "none")
+    sino = by_name["mnist_sinogram_cnn"].args
+    assert sino[sino.index("--recon") + 1] == "none"
+
+
+def test_round1_keeps_the_mu_it_ran_with(tmp_path: Path) -> None:
+    """Round 1 ran at μ = 0.1, the default of its time, and its files record no μ.  Since the
+    default became round 2's 0.15, round 1's rows pin 0.1, its readers assume it, and its
+    tables regenerate byte for byte (issue 22)."""
+    assert physics.MNIST_MU == 0.15 and evaluation.ROUND1_MU == 0.1
+    rows = [r for r in round1.build_rows()[0] if r.experiment == "mnist"]
+    for row in rows:
+        for dep in row.deps:
+            (tmp_path / dep).mkdir(exist_ok=True)
+            (tmp_path / dep / ("R.pt" if dep.endswith("_R") else "T.pt")).touch()
+    assert {experiments.parse_args(r.argv(tmp_path)).mu for r in rows} == {0.1}
+    records = [json.loads(p.read_text()) for p in REPO_RESULTS.glob("mnist_*.json")]
+    assert records and all("mu" not in r["config"] for r in records)
+    assert {evaluation.mu_of(r) for r in records} == {0.1}
+    assert evaluation.mu_of({"config": {"mu": 0.15}}) == 0.15
+    _check_in_sync(REPO_RESULTS)  # the committed round-1 tables, regenerated from their JSON files
 
 
 def test_select_orders_dependencies_first_and_rejects_bad_names() -> None:

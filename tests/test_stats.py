@@ -1,10 +1,11 @@
-"""tarlib.stats: paired comparisons of two models on the same test images."""
+"""tarlib.stats: McNemar, the paired bootstrap, shared resamples, percentile intervals, bootstrap p-values,
+Holm, paired t."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import binomtest
+from scipy import stats as scipy_stats
 
 from tarlib import stats
 
@@ -14,7 +15,7 @@ def test_mcnemar_and_bootstrap() -> None:
     b = np.array([0] * 30 + [1] * 10 + [1] * 60)
     result = stats.mcnemar_exact(a, b)
     assert (result["n_a_only"], result["n_b_only"]) == (30, 10)
-    assert result["p_value"] == pytest.approx(binomtest(30, 40, 0.5).pvalue) and result["p_value"] < 0.01
+    assert result["p_value"] == pytest.approx(scipy_stats.binomtest(30, 40, 0.5).pvalue) and result["p_value"] < 0.01
     assert stats.mcnemar_exact(a, a)["p_value"] == 1.0
     rng = np.random.default_rng(1)
     diff = rng.normal(0.02, 0.3, size=5000)
@@ -32,3 +33,44 @@ def test_mcnemar_and_bootstrap() -> None:
         stats.paired_bootstrap(np.zeros((3, 3)))
     with pytest.raises(ValueError, match="n_resamples"):
         stats.paired_bootstrap(diff, n_resamples=10)
+
+
+def test_one_set_of_resamples_pairs_every_comparison() -> None:
+    rng = np.random.default_rng(1)
+    a, b = rng.random(300), rng.random(300)
+    means = stats.bootstrap_means({"a": a, "b": b, "a-b": a - b}, n_resamples=1000, seed=3)
+    # the same images in every resample: the resampled difference is the difference of resampled means
+    assert np.allclose(means["a"] - means["b"], means["a-b"])
+    assert abs(means["a"].mean() - a.mean()) < 0.01
+    again = stats.bootstrap_means({"a-b": a - b}, n_resamples=1000, seed=3)["a-b"]
+    assert np.array_equal(again, means["a-b"]), "a vector's resamples do not depend on the other vectors"
+    boot = stats.paired_bootstrap(a - b, n_resamples=1000, seed=3)
+    assert (boot["low"], boot["high"]) == stats.interval(again)
+    with pytest.raises(ValueError, match="one length"):
+        stats.bootstrap_means({"a": a, "short": b[:10]})
+
+
+def test_bootstrap_p_value() -> None:
+    assert stats.bootstrap_p(np.full(1000, 0.2)) == 1 / 1000  # never 0: at least one resample's worth
+    assert stats.bootstrap_p(np.linspace(-1, 1, 1001)) == 1.0
+    assert stats.bootstrap_p(np.r_[np.full(10, -0.1), np.full(990, 0.1)]) == pytest.approx(0.02)
+
+
+def test_holm_on_a_known_case() -> None:
+    out = stats.holm({"a": 0.01, "b": 0.04, "c": 0.03}, alpha=0.05)
+    # sorted a (0.01 ≤ 0.05/3: rejected), c (0.03 > 0.05/2: kept), b (kept: the step-down has stopped)
+    assert [out[k]["rejected"] for k in "abc"] == [True, False, False]
+    assert [out[k]["adjusted_p"] for k in "acb"] == pytest.approx([0.03, 0.06, 0.06])
+    assert [out[k]["level"] for k in "acb"] == pytest.approx([1 - 0.05 / 3, 1 - 0.05 / 2, 1 - 0.05])
+    with pytest.raises(ValueError):
+        stats.holm({})
+
+
+def test_paired_t_matches_scipy() -> None:
+    d = np.array([0.3, 0.5, 0.1])
+    out = stats.paired_t(d)
+    ref = scipy_stats.ttest_1samp(d, 0.0)
+    assert out["t"] == pytest.approx(ref.statistic) and out["p_value"] == pytest.approx(ref.pvalue)
+    assert out["df"] == 2 and out["low"] < d.mean() < out["high"]
+    assert out["high"] - d.mean() == pytest.approx(scipy_stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3))
+    assert stats.paired_t(np.array([0.2, 0.2]))["t"] == np.inf

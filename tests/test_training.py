@@ -306,3 +306,24 @@ def _small_geometry():
 
     space = odl.uniform_discr([-16, -16], [16, 16], (32, 32), dtype="float32")
     return space, tomo.parallel_beam_geometry(space, num_angles=8)
+
+
+def test_per_network_learning_rates(mnist_M, digits) -> None:
+    """lr={"R": …, "T": …}: each network is its own Adam group with its rate; one rate means both share it."""
+    one = training.train(_model(mnist_M), _loader(mnist_M, digits), "joint", C=0.5, steps=2, lr=1e-3, progress=False)
+    split = training.train(_model(mnist_M), _loader(mnist_M, digits), "joint", C=0.5, steps=2,
+                           lr={"R": 1e-3, "T": 1e-3}, progress=False)
+    assert one["history"]["loss"] == split["history"]["loss"], "equal rates as a mapping change nothing"
+    slow_T = training.train(_model(mnist_M), _loader(mnist_M, digits), "joint", C=0.5, steps=2,
+                            lr={"R": 1e-3, "T": 1e-12}, progress=False)
+    assert slow_T["history"]["loss"][1] != one["history"]["loss"][1]
+    # with T's rate ~0, T keeps its initialisation (Adam's first step moves a parameter by about lr)
+    model, reference = _model(mnist_M), _model(mnist_M)
+    training.train(model, _loader(mnist_M, digits), "joint", C=0.5, steps=2, lr={"R": 1e-3, "T": 1e-12}, progress=False)
+    assert max((p - q).abs().max().item() for p, q in zip(model.T.parameters(), reference.T.parameters())) < 1e-10
+    assert not _same_parameters(model.R, reference.R)
+    for bad, match in (({"R": 1e-3}, "keys"), ({"R": 1e-3, "T": 1e-3, "S": 1.0}, "keys"), ({"R": 0.0, "T": 1e-3}, "> 0")):
+        with pytest.raises(ValueError, match=match):
+            training.train(_model(mnist_M), _loader(mnist_M, digits), "joint", C=0.5, steps=1, lr=bad, progress=False)
+    # sequential trains T only: it needs only T's rate
+    training.train(_model(mnist_M), _loader(mnist_M, digits), "sequential", steps=1, lr={"T": 1e-3}, progress=False)

@@ -23,6 +23,10 @@ from tarlib import data, experiments, metrics, nets, physics, training
 from tarlib.config import write_json
 
 DRAW_SEED, TEST_DRAWS, VAL_DRAWS = 20261130, 5, 3  # results/PROTOCOL.md, *Evaluation*
+# Round 1 ran before round 2 chose μ = 0.15 (tarlib.physics.MNIST_MU), with the default of
+# that time; its JSON files have no "mu".  Its MNIST rows pin it (tarlib.study.round1), so
+# that rerunning round 1 means what it meant, and readers of its files use it.
+ROUND1_MU = 0.1
 
 
 def draw_seed(split: str, d: int) -> int:
@@ -34,8 +38,9 @@ def draw_seed(split: str, d: int) -> int:
 
 
 def mu_of(summary: dict[str, Any]) -> float:
-    """The attenuation scale μ of an MNIST run's record (the library default where it records none)."""
-    return summary["config"].get("mu") or physics.MNIST_MU
+    """The μ an MNIST run used: recorded since round 2; a record without it is round 1's (``ROUND1_MU``)."""
+    mu = summary["config"].get("mu")
+    return ROUND1_MU if mu is None else mu
 
 
 def load_run(run: Path) -> tuple[nets.TaskAdapted, physics.DataModel, dict[str, Any]]:
@@ -43,7 +48,8 @@ def load_run(run: Path) -> tuple[nets.TaskAdapted, physics.DataModel, dict[str, 
     summary = json.loads((run / "metrics.json").read_text())
     config = summary["config"]
     if summary["experiment"] == "mnist":
-        model, M = experiments.build_model("mnist", config["recon"], config["fast"], mu_of(summary))
+        model, M = experiments.build_model("mnist", config["recon"], config["fast"], mu_of(summary),
+                                           task_net=config.get("task_net", "cnn"))
     else:
         model, M = experiments.build_model("segmentation", config["recon"], config["fast"],
                                            norm=config.get("unet_norm", "batch"))

@@ -23,6 +23,7 @@ from typing import Any
 
 from tarlib import experiments, pretrained
 from tarlib.config import atomic_write
+from tarlib.study.evaluation import ROUND1_MU
 from tarlib.study.registry import Entry, Row, Table, load_record, number
 from tarlib.study.tables import PAPER_TABLE1, mean_std, paper_comparison, save_figure, verdict_table
 
@@ -60,6 +61,8 @@ def build_rows(seeds: int = SEEDS) -> tuple[list[Row], list[Table]]:
 
     def add(name: str, experiment: str, *args: str, steps: str, n_seeds: int = 1, **init: str) -> tuple[str, ...]:
         names = _seeded(name, n_seeds)
+        if experiment == "mnist":  # round 1 ran at the μ of its time (evaluation.ROUND1_MU)
+            args = (*args, "--mu", number(ROUND1_MU))
         for s, n in enumerate(names):
             rows.append(Row(n, experiment, tuple(args), seed=s, steps=STEPS[steps], **init))
         return tuple(names)
