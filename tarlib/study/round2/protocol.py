@@ -226,18 +226,30 @@ def decide(choices: dict[str, Any], runs: Path, results: Path) -> dict[str, Any]
 PARTS = ("mnist", "segmentation")
 
 
+def determined(choices: dict[str, Any], parts: tuple[str, ...] = PARTS) -> tuple[list[Row], list[str]]:
+    """The rows of ``parts`` that the choices made so far determine (each after the rows it starts
+    from), and what the other rows still wait for."""
+    found, pending = [], []
+    for part, listed in (("mnist", rows), ("segmentation", seg_rows)):
+        if part in parts:
+            rows_of_part, waiting = listed(choices)
+            found, pending = found + rows_of_part, pending + waiting
+    return found, pending
+
+
+def _mu_stage(choices: dict[str, Any], parts: tuple[str, ...]) -> list[Row]:
+    """Stage mu's rows while μ is open: the first ``MU_STOP`` steps of each candidate's pre-training."""
+    return mu_stage_rows() if "mnist" in parts and "mu" not in choices else []
+
+
 def run(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[str, ...] = (),
         parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
     """Run the protocol's stages of ``parts`` as far as they go (resumable); return the choices made."""
     if not set(parts) <= set(PARTS):
         raise ValueError(f"parts must be among {PARTS}, got {parts}")
-    mu_stage = mu_stage_rows() if "mnist" in parts and "mu" not in load_choices(results) else []
-    for row in mu_stage:  # stage mu: the first MU_STOP steps of each candidate's pre-training
+    for row in _mu_stage(load_choices(results), parts):
         if not any((runs / row.name / f).is_file() for f in ("metrics.json", "partial.json")):
             runner.run_experiment(row.argv(runs, fast, (*extra, "--stop-at", str(MU_STOP))))
-
-    def listed(choices: dict[str, Any]) -> list[Row]:
-        return (rows(choices)[0] if "mnist" in parts else []) + (seg_rows(choices)[0] if "segmentation" in parts else [])
 
     def evaluate(row: Row, choices: dict[str, Any]) -> None:
         if row.experiment == "mnist":
@@ -245,8 +257,9 @@ def run(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[st
         else:
             evaluation.evaluate_seg_row(row.name, runs, results)
 
-    return runner.run_stages(listed, lambda choices: decide_seg(decide(choices, runs, results), results), evaluate,
-                             runs, results, fast, extra)
+    return runner.run_stages(lambda choices: determined(choices, parts)[0],
+                             lambda choices: decide_seg(decide(choices, runs, results), results),
+                             evaluate, runs, results, fast, extra)
 
 
 def listing(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[str, ...] = (),
@@ -254,15 +267,11 @@ def listing(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tupl
     """``row: command`` of every row that the choices made so far determine (the μ stage's with
     ``--stop-at`` while μ is open), and what the other rows still wait for."""
     choices = load_choices(results)
-    mu_stage = mu_stage_rows() if "mnist" in parts and "mu" not in choices else []
-    determined, pending = list(mu_stage), []
-    for part, listed in (("mnist", rows), ("segmentation", seg_rows)):
-        if part in parts:
-            found, waiting = listed(choices)
-            determined, pending = determined + found, pending + waiting
+    mu_stage = _mu_stage(choices, parts)
+    found, pending = determined(choices, parts)
     stop = ("--stop-at", str(MU_STOP))
     return [f"{row.name}: {row.command(runs, fast, (*extra, *(stop if row in mu_stage else ())))}"
-            for row in determined], pending
+            for row in mu_stage + found], pending
 
 
 # ----------------------------------------------------------------------------- segmentation (section 5.2)
