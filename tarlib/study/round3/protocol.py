@@ -307,6 +307,7 @@ def measure_step_times(steps: int = 50, warmup: int = 5) -> dict[str, Any]:
                                            task_net="cnn" if task_net == "-" else task_net)
         loader = data.TaskLoader(images, labels, M, batch_size=64, seed=0)
         out["train"][kind] = _seconds_per_step(model, loader, strategy, steps, warmup)
+        print(f"[round 3] {kind}: {out['train'][kind]:.3f} s per step", flush=True)
         if strategy in ("joint", "sequential"):  # one evaluated draw of T ∘ R on 10,000 images
             tick = time.perf_counter()
             training.evaluate(model.eval(), experiments.fixed_batches(images[:10_000], labels[:10_000], M, 500, 0, "cpu"))
