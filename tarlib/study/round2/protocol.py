@@ -73,8 +73,10 @@ def choose_mu(histories: dict[float, list[dict[str, float]]]) -> dict[str, Any]:
 
 
 def choose_lr(accuracy: dict[tuple[float, int], float],
-              grid: tuple[tuple[float, int], ...] = LR_GRID) -> dict[str, Any]:
-    """Best (lr, warm-up) of ``grid`` by validation accuracy; within 0.1 pp of the best the smaller lr, then no warm-up."""
+              grid: tuple[tuple[float, int], ...] | None = None) -> dict[str, Any]:
+    """Best (lr, warm-up) of ``grid`` (default :data:`LR_GRID`) by validation accuracy; within 0.1 pp of the
+    best the smaller lr, then no warm-up."""
+    grid = LR_GRID if grid is None else grid
     if set(accuracy) != set(grid):
         raise ValueError(f"need the accuracy of every grid point {grid}, got {sorted(accuracy)}")
     best = max(accuracy.values())
