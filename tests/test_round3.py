@@ -27,10 +27,7 @@ def _args(row) -> dict[str, str]:
 
 
 def test_rows_follow_the_protocol(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)  # the commands name their protocol files relative to the checkout
-    for path in (protocol.PROTOCOL_FILE, Path("results/PROTOCOL.md")):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("a protocol\n")
+    _protocol_files(tmp_path, monkeypatch)  # the commands name their protocol files relative to the checkout
     rows = protocol.rows(EVERY)[0]
     names = [r.name for r in rows]
     assert len(names) == len(set(names))
@@ -72,7 +69,16 @@ def test_the_protocol_is_committed_only_with_an_estimate_within_85_percent() -> 
     assert f"{total / 3600:.2f} h" in PROTOCOL.read_text(), "the protocol states the estimate"
 
 
+def _protocol_files(tmp_path: Path, monkeypatch) -> None:
+    """A checkout-like folder whose protocol files the rows' relative --protocol paths name."""
+    monkeypatch.chdir(tmp_path)
+    for path in (protocol.PROTOCOL_FILE, Path("results/PROTOCOL.md")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("a protocol\n")
+
+
 def test_fast_round3_runs_every_stage_decides_on_validation_and_resumes(tmp_path: Path, monkeypatch) -> None:
+    _protocol_files(tmp_path, monkeypatch)
     monkeypatch.setattr(evaluation, "TEST_DRAWS", 2)
     monkeypatch.setattr(evaluation, "VAL_DRAWS", 2)
     runs, results = tmp_path / "runs", tmp_path / "round3"
