@@ -444,6 +444,9 @@ def train(
 # ----------------------------------------------------------------------------- evaluation
 
 
+EVAL_CHUNK = 128  # images per forward pass in evaluate(): 2,000 MNIST images took 4.6 s in chunks of 128, 8.4 s in one of 500
+
+
 @torch.no_grad()
 def evaluate(
     model: TaskAdapted,
@@ -474,8 +477,13 @@ def evaluate(
     n = 0
     for batch in loader:
         x, y, z = (t.to(device) for t in batch)
-        with _autocast(device, amp):
-            x_hat, logits = (None, model.T(x)) if true_images else model(y)
+        with _autocast(device, amp):  # in chunks: on a CPU, large batches run slower per image
+            if true_images:
+                x_hat, logits = None, torch.cat([model.T(c) for c in x.split(EVAL_CHUNK)])
+            else:
+                outputs = [model(c) for c in y.split(EVAL_CHUNK)]  # (x̂, d); x̂ is None for a T that reads y
+                x_hat = None if outputs[0][0] is None else torch.cat([x for x, _ in outputs])
+                logits = torch.cat([d for _, d in outputs])
         values = {}
         if predictions is not None:
             predictions.append(logits.argmax(1).cpu())

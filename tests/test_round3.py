@@ -19,7 +19,6 @@ from tarlib.study.round3 import tables as round3_tables
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "round3"
 PROTOCOL = ROOT / "results" / "round3" / "PROTOCOL.md"
-EVERY = protocol._every_choice()
 
 
 def _args(row) -> dict[str, str]:
@@ -28,7 +27,7 @@ def _args(row) -> dict[str, str]:
 
 def test_rows_follow_the_protocol(tmp_path: Path, monkeypatch) -> None:
     _protocol_files(tmp_path, monkeypatch)  # the commands name their protocol files relative to the checkout
-    rows = protocol.rows(EVERY)[0]
+    rows = protocol.every_row()
     names = [r.name for r in rows]
     assert len(names) == len(set(names))
     for row in rows:
@@ -41,11 +40,15 @@ def test_rows_follow_the_protocol(tmp_path: Path, monkeypatch) -> None:
     for row in finetune:  # equal budgets, clipping and learning rates in every strategy of a T level
         a = _args(row)
         assert row.steps == 3000 and a["--clip"] == "separate" and a["--lr-R"] == "0.0003"
-        assert a["--lr-T"] == "0.001"  # the CNN's is round 2's; _every_choice gives the linear T 1e-3 too
+        assert a["--lr-T"] == "0.001"  # the CNN's is round 2's; every_row gives the linear T 1e-3 too
         assert a["--protocol"] == "results/round3/PROTOCOL.md" and a["--mu"] == "0.15"
     per_cell = {c: [r for r in finetune if r.name.startswith(f"r3_{c[0]}_{c[1]}_")] for c in protocol.CELLS}
     assert {c: len(v) for c, v in per_cell.items()} == {
-        c: 4 + 2 + (3 if c != ("full", "cnn") else 0) + (3 if c == ("rank16", "cnn") else 1) for c in protocol.CELLS}
+        c: 4 + 2 + (3 if c != ("full", "cnn") else 0) + {("rank16", "cnn"): 3, ("full", "cnn"): 0}.get(c, 1)
+        for c in protocol.CELLS}
+    # cut before any run, to fit the budget: the full × linear cell and the full level's end-to-end row
+    assert ("full", "linear") not in protocol.CELLS and not any(n.startswith("r3_full_linear") for n in names)
+    assert "r3_full_cnn_end_to_end_s0" not in names and len(names) == 67
     # the full × CNN cell's sequential rows are round 2's; its R_s and T_s are round 2's pre-training
     assert protocol.row_name(("full", "cnn"), "sequential", 2) == "r2_sequential_s2"
     pre = [r.name for r in protocol.pretrain_rows(protocol.FULL)]
@@ -64,7 +67,7 @@ def test_the_protocol_is_committed_only_with_an_estimate_within_85_percent() -> 
         assert not PROTOCOL.is_file() and not list(RESULTS.glob("r[23]_*.json"))
         return
     times = json.loads((RESULTS / "step_times.json").read_text())
-    total = sum(protocol.estimate(r, times) for r in protocol.rows(EVERY)[0])
+    total = sum(protocol.estimate(r, times) for r in protocol.every_row())
     assert 0 < total <= 0.85 * protocol.BUDGET_S
     assert f"{total / 3600:.2f} h" in PROTOCOL.read_text(), "the protocol states the estimate"
 
@@ -99,7 +102,7 @@ def test_fast_round3_runs_every_stage_decides_on_validation_and_resumes(tmp_path
     written = round3_tables.write_tables(results)
     assert results / "regime.png" in written
     regime = (results / "regime.md").read_text()
-    assert "So far 2 of 6 cells" in regime and regime.count("\n| ") == len(protocol.CELLS)
+    assert f"So far 2 of {len(protocol.CELLS)} cells" in regime and regime.count("\n| ") == len(protocol.CELLS)
     assert "| 1. primary" in (results / "targets.md").read_text()
 
 
@@ -134,7 +137,7 @@ def test_statistics_of_a_constructed_round(tmp_path: Path) -> None:
     assert a["cells"]["rank16_cnn"]["per_seed"] == pytest.approx([0.1] * 3)
     primary = a["contrasts"][next(iter(round3_tables.CONTRASTS))]
     assert primary["estimate"] == pytest.approx(0.1) and primary["rejected"] and primary["interval"][0] > 0
-    interaction = a["contrasts"]["interaction on {rank 16, full} × {CNN, linear}"]
+    interaction = a["contrasts"]["interaction on {rank 16, small} × {CNN, linear}"]
     assert interaction["estimate"] == pytest.approx(-0.1)  # [0 − 0.1] − [0 − 0]
     targets = {t[:2]: v for t, _, v in round3_tables.targets(results, a)}
     assert targets["1."] is True and targets["2."] is True

@@ -286,6 +286,23 @@ def test_evaluate_reports_the_papers_metrics(mnist_M, digits) -> None:
     assert set(true) == {"accuracy", "cross_entropy", "n"}
 
 
+def test_evaluate_in_chunks_gives_the_same_metrics_and_decisions(mnist_M, digits, monkeypatch) -> None:
+    """evaluate() runs the networks on chunks of at most EVAL_CHUNK images (faster on a CPU); the chunking
+    changes nothing a caller sees, with or without a reconstruction."""
+    model = _model(mnist_M)
+    batches = list(data.TaskLoader(*digits, mnist_M, batch_size=96, seed=0, shuffle=False, drop_last=False))
+    whole, whole_predictions = training.evaluate(model, batches), []
+    training.evaluate(model, batches, predictions=whole_predictions)
+    monkeypatch.setattr(training, "EVAL_CHUNK", 7)
+    chunked_predictions: list[torch.Tensor] = []
+    chunked = training.evaluate(model, batches, predictions=chunked_predictions)
+    assert chunked.keys() == whole.keys() and all(chunked[k] == pytest.approx(whole[k], rel=1e-5) for k in whole)
+    assert torch.equal(torch.cat(chunked_predictions), torch.cat(whole_predictions))
+    reads_y = nets.TaskAdapted(None, torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(10)))
+    result = training.evaluate(reads_y, batches)  # x̂ is None: no reconstruction metrics
+    assert set(result) == {"accuracy", "cross_entropy", "n"} and result["n"] == 96
+
+
 def test_segmentation_training_and_evaluation() -> None:
     images, masks, _ = data.ellipse_phantoms(4, size=32, seed=0)
     A = physics.RayTransform(*_small_geometry())

@@ -35,9 +35,9 @@ TIE, CONTRAST_EFFECT = 0.0015, 0.003  # smallest effects of interest: ±0.15 poi
 CONTRASTS = {  # name: weights of the cells' Δ
     "R effect (primary): Δ(rank 16, CNN) − Δ(full, CNN)": {"rank16_cnn": 1, "full_cnn": -1},
     "paper-like R effect: Δ(small, CNN) − Δ(full, CNN)": {"small_cnn": 1, "full_cnn": -1},
-    "T effect: Δ(full, linear) − Δ(full, CNN)": {"full_linear": 1, "full_cnn": -1},
-    "interaction on {rank 16, full} × {CNN, linear}": {"rank16_linear": 1, "rank16_cnn": -1, "full_linear": -1,
-                                                       "full_cnn": 1},
+    "T effect at the small R: Δ(small, linear) − Δ(small, CNN)": {"small_linear": 1, "small_cnn": -1},
+    "interaction on {rank 16, small} × {CNN, linear}": {"rank16_linear": 1, "rank16_cnn": -1, "small_linear": -1,
+                                                        "small_cnn": 1},
 }
 LABEL = {"rank16": "rank 16", "small": "small", "full": "full", "cnn": "CNN", "linear": "linear"}
 
@@ -231,13 +231,14 @@ def pretraining_table(results: Path, design: Design, choices: dict[str, Any]) ->
 
 
 def seconds(results: Path) -> tuple[float, int]:
-    """Wall time of the round: every record's training and evaluation, the step timing, and the
-    sittings its records do not hold (``unrecorded_time.json``); and the number of records."""
+    """Wall time of the round: every record's training and evaluation, the step timing, the closed-form
+    rank-16 checks, and the sittings its records do not hold (``unrecorded_time.json``); and the number of records."""
     records = [json.loads(p.read_text()) for p in results.glob("*.json") if p.stem.startswith(("r2_", "r3_"))]
     total = sum(r.get("wall_time_s", 0) + r.get("evaluation_time_s", 0) for r in records)
     extra = [results / "unrecorded_time.json", results / "step_times.json"]
     total += sum(v["seconds"] for v in json.loads(extra[0].read_text()).values()) if extra[0].is_file() else 0
     total += json.loads(extra[1].read_text()).get("wall_time_s", 0) if extra[1].is_file() else 0
+    total += sum(check.get("seconds", 0) for check in load_choices(results).get("rrr", {}).values())  # closed forms
     return total, len(records)
 
 
