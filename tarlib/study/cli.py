@@ -8,22 +8,29 @@ The command line of the study's rounds, ``python -m tarlib.study`` (or, as recor
     python -m tarlib.study --round 2 --tables-only         # round 2's tables and figures from its JSON records
     python -m tarlib.study --round 2 --export-weights --runs DIR   # publish round 2 (trains nothing)
     python -m tarlib.study --tables-only --readme README.md        # round 1's tables and the README's results block
+    python -m tarlib.study --round 2 --runs DIR --status           # which rows are done, running, pending
+    python -m tarlib.study --round 2 --runs DIR --executor ray     # a stage's rows side by side on a local Ray
+    python -m tarlib.study --round 2 --runs DIR --address HEAD:6379  # ... or on a running Ray cluster
 
-Round 1 is :mod:`tarlib.study.round1`; round 2 is :mod:`tarlib.study.round2`.  The
-README's results block shows the round whose models ``weights/`` publishes.
+Round 0 is a smoke round for trying an executor (:mod:`tarlib.study.round0`); round 1 is
+:mod:`tarlib.study.round1`; round 2 is :mod:`tarlib.study.round2`.  The README's results
+block shows the round whose models ``weights/`` publishes.  The executors and what keeps
+rows safe on a cluster: :mod:`tarlib.study.executor`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import tarlib
 from tarlib import records
 from tarlib.config import atomic_write
-from tarlib.study import round1, runner
-from tarlib.study.registry import select
+from tarlib.study import executor, round0, round1, runner
+from tarlib.study.registry import Row, load_choices, select
 from tarlib.study.round2 import protocol, publish
 from tarlib.study.round2 import tables as round2_tables
 
@@ -77,9 +84,10 @@ def update_readme(readme: Path, results: Path, round: int | None = None) -> bool
 def build_parser(prog: str = "python -m tarlib.reproduce") -> argparse.ArgumentParser:
     """The command line of :func:`main`."""
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
-    p.add_argument("--round", type=int, choices=(1, 2), default=1,
+    p.add_argument("--round", type=int, choices=(0, 1, 2), default=1,
                    help="1: the first round (results/*.json); 2: the pre-registered protocol of results/PROTOCOL.md "
-                        "(results/round2/, see tarlib.study.round2)")
+                        "(results/round2/, see tarlib.study.round2); 0: a smoke round of four short rows in two stages, "
+                        "to try an executor or a cluster (results/round0/)")
     p.add_argument("--only", choices=[t.name for t in round1.TABLES], default=None,
                    help="one table and its dependencies")
     p.add_argument("--rows", default=None, help="comma-separated row names (and their dependencies) instead")
@@ -97,17 +105,83 @@ def build_parser(prog: str = "python -m tarlib.reproduce") -> argparse.ArgumentP
                         "with --round 2 it only publishes finished runs and trains nothing)")
     p.add_argument("--readme", type=Path, default=None, help="a README whose results block to update (README.md)")
     p.add_argument("--weights", type=Path, default=None, help="folder of the published weights (default weights/)")
+    p.add_argument("--status", action="store_true", help="list the rows decided so far as done, running or pending")
+    e = p.add_argument_group("executor", "how the rows of a stage run (tarlib.study.executor)")
+    e.add_argument("--executor", default=None,
+                   help="local: one row at a time here (the default); ray: a stage's rows side by side as Ray tasks "
+                        "(pip install \"tarlib[cluster]\"), on a local Ray instance or the cluster of --address")
+    e.add_argument("--address", default=None, help="HOST:PORT of a running Ray cluster's head (implies --executor ray)")
+    e.add_argument("--cpus-per-row", type=int, default=None,
+                   help="torch threads of each row, and its Ray CPUs (default: 1 under Ray, 2 locally)")
+    e.add_argument("--gpus-per-row", type=float, default=0.0, help="Ray GPUs of each row (then rows run on cuda)")
+    e.add_argument("--workers", type=int, default=None,
+                   help="rows side by side on a local Ray instance (default: as many as its CPUs allow)")
     return p
 
 
+def _settings(args: argparse.Namespace) -> executor.Settings:
+    return executor.Settings(args.executor, args.address, args.cpus_per_row, args.gpus_per_row, args.workers).check()
+
+
+def _print_status(rows: list[Row], runs: Path, done: Callable[[Row], bool], pending: list[str]) -> int:
+    for line in executor.status_lines([(row.name, done(row)) for row in rows], runs):
+        print(line)
+    for what in pending:
+        print(f"(further rows wait for the choice of {what})")
+    return 0
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m tarlib.reproduce") -> int:
-    """Entry point of ``python -m tarlib.reproduce`` and ``python -m tarlib.study``; returns the exit status."""
+    """Entry point of ``python -m tarlib.reproduce`` and ``python -m tarlib.study``; returns the exit status.
+
+    Bad executor input, a refused worker and a second driver on the runs folder get one line
+    and exit status 2; Ctrl-C cancels the running rows, keeps their checkpoints and exits 130.
+    """
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.only is not None and args.rows is not None:
         parser.error("give --only or --rows, not both")
-    if args.round == 2:
-        return main_round2(args)
+    try:
+        settings = _settings(args)
+        return (main_round0, main_round1, main_round2)[args.round](parser, args, settings)
+    except executor.ExecutorError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except executor.RowFailed as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted: the running rows were cancelled; their checkpoints stay in {args.runs}, "
+              "and the same command resumes them", file=sys.stderr)
+        return 130
+
+
+def _extra(args: argparse.Namespace, settings: executor.Settings) -> tuple[str, ...]:
+    """The arguments that every row of a round gets from the command line: no progress bars (always under
+    Ray, where each row logs to its own file), the device."""
+    device = settings.device(args.device)
+    quiet = args.no_progress or settings.kind == "ray"
+    return (*(("--no-progress",) if quiet else ()), *(("--device", device) if device is not None else ()))
+
+
+def main_round0(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: executor.Settings) -> int:
+    """``--round 0``: list, show or run the smoke round (:mod:`tarlib.study.round0`)."""
+    results = args.results / "round0"
+    found, pending = round0.rows(load_choices(results))
+    if args.list:
+        for row in found:
+            print(f"{row.name}: {row.command(args.runs, True, _extra(args, settings))}")
+        return 0
+    if args.status:
+        return _print_status(found, args.runs, lambda row: (results / f"{row.name}.json").is_file(), pending)
+    with executor.open_executor(settings, args.runs) as ex:
+        choices = round0.run(args.runs, results, _extra(args, settings), ex)
+    print(f"[reproduce] round 0: chose lr = {choices['lr']['lr']:g}; records in {results}")
+    return 0
+
+
+def main_round1(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: executor.Settings) -> int:
+    """Round 1 (the default): list, show or run its rows, then write its tables, figure and README block."""
     try:
         rows, tables = round1.build_rows(args.seeds)
         names = args.rows.split(",") if args.rows is not None else None
@@ -126,8 +200,14 @@ def main(argv: list[str] | None = None, prog: str = "python -m tarlib.reproduce"
         for row in selected:
             print(f"{row.name}: {row.command(args.runs, fast, tuple(extra))}")
         return 0
+    if args.status:
+        return _print_status(selected, args.runs, lambda row: (args.results / f"{row.name}.json").is_file(), [])
     if not args.tables_only:
-        runner.run_rows(selected, args.runs, args.results, fast, tuple(extra))
+        device = settings.device(args.device)
+        extra += [*(["--device", device] if device is not None and args.device is None else []),
+                  *(["--no-progress"] if settings.kind == "ray" and not args.no_progress else [])]
+        with executor.open_executor(settings, args.runs) as ex:
+            runner.run_rows(selected, args.runs, args.results, fast, tuple(extra), ex)
     if not args.results.is_dir():
         parser.error(f"--results {args.results} is not a folder: nothing to tabulate")
     for path in round1.write_tables(args.results, tables):
@@ -141,8 +221,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m tarlib.reproduce"
     return 0
 
 
-def main_round2(args: argparse.Namespace) -> int:
-    """``--round 2``: list or run the stages of results/PROTOCOL.md (:mod:`tarlib.study.round2.protocol`),
+def main_round2(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: executor.Settings) -> int:
+    """``--round 2``: list, show or run the stages of results/PROTOCOL.md (:mod:`tarlib.study.round2.protocol`),
     then write its tables and, with ``--export-weights``, publish it."""
     results = args.results / "round2"
     fast = args.fast or tarlib.fast_mode()
@@ -157,8 +237,13 @@ def main_round2(args: argparse.Namespace) -> int:
         for what in pending:
             print(f"(further rows wait for the choice of {what})")
         return 0
+    if args.status:
+        found, mu_stage, pending = protocol.determined(results, parts)
+        return _print_status(found, args.runs, lambda row: (results / f"{row.name}.json").is_file() or (
+            row in mu_stage and protocol.mu_stage_done(args.runs, row)), pending)
     if not args.tables_only and not args.export_weights:  # exporting never trains: it publishes finished runs
-        choices = protocol.run(args.runs, results, fast, extra, parts)
+        with executor.open_executor(settings, args.runs) as ex:
+            choices = protocol.run(args.runs, results, fast, _extra(args, settings), parts, ex)
         print(f"[reproduce] round 2: choices so far {json.dumps(choices)}")
     if not results.is_dir():
         print(f"[reproduce] round 2: {results} does not exist yet: nothing to tabulate")

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from tarlib.study import evaluation, runner
+from tarlib.study.executor import Executor, Job, LocalExecutor
 from tarlib.study.registry import Row, load_choices, load_record, number
 
 PROTOCOL_FILE = Path("results/PROTOCOL.md")
@@ -226,15 +227,24 @@ def decide(choices: dict[str, Any], runs: Path, results: Path) -> dict[str, Any]
 PARTS = ("mnist", "segmentation")
 
 
+def mu_stage_done(runs: Path, row: Row) -> bool:
+    """Whether a row of stage mu has run its first ``MU_STOP`` steps (or all of them)."""
+    return any((runs / row.name / f).is_file() for f in ("metrics.json", "partial.json"))
+
+
 def run(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[str, ...] = (),
-        parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
-    """Run the protocol's stages of ``parts`` as far as they go (resumable); return the choices made."""
+        parts: tuple[str, ...] = PARTS, executor: Executor | None = None) -> dict[str, Any]:
+    """Run the protocol's stages of ``parts`` as far as they go (resumable) with ``executor``
+    (default: the local one); return the choices made."""
     if not set(parts) <= set(PARTS):
         raise ValueError(f"parts must be among {PARTS}, got {parts}")
+    executor = executor or LocalExecutor()
     mu_stage = mu_stage_rows() if "mnist" in parts and "mu" not in load_choices(results) else []
-    for row in mu_stage:  # stage mu: the first MU_STOP steps of each candidate's pre-training
-        if not any((runs / row.name / f).is_file() for f in ("metrics.json", "partial.json")):
-            runner.run_experiment(row.argv(runs, fast, (*extra, "--stop-at", str(MU_STOP))))
+    # stage mu: the first MU_STOP steps of each candidate's pre-training, side by side under Ray
+    jobs = [Job(row.name, tuple(row.argv(runs, fast, (*extra, "--stop-at", str(MU_STOP)))))
+            for row in mu_stage if not mu_stage_done(runs, row)]
+    if jobs:
+        executor.run(jobs)
 
     def listed(choices: dict[str, Any]) -> list[Row]:
         return (rows(choices)[0] if "mnist" in parts else []) + (seg_rows(choices)[0] if "segmentation" in parts else [])
@@ -246,23 +256,30 @@ def run(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[st
             evaluation.evaluate_seg_row(row.name, runs, results)
 
     return runner.run_stages(listed, lambda choices: decide_seg(decide(choices, runs, results), results), evaluate,
-                             runs, results, fast, extra)
+                             runs, results, fast, extra, executor)
+
+
+def determined(results: Path = RESULTS, parts: tuple[str, ...] = PARTS) -> tuple[list[Row], list[Row], list[str]]:
+    """The rows that the choices made so far determine (stage mu's first while μ is open), the rows
+    of stage mu that still run with ``--stop-at``, and what the other rows wait for."""
+    choices = load_choices(results)
+    mu_stage = mu_stage_rows() if "mnist" in parts and "mu" not in choices else []
+    found, pending = list(mu_stage), []
+    for part, listed in (("mnist", rows), ("segmentation", seg_rows)):
+        if part in parts:
+            more, waiting = listed(choices)
+            found, pending = found + more, pending + waiting
+    return found, mu_stage, pending
 
 
 def listing(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[str, ...] = (),
             parts: tuple[str, ...] = PARTS) -> tuple[list[str], list[str]]:
     """``row: command`` of every row that the choices made so far determine (the μ stage's with
     ``--stop-at`` while μ is open), and what the other rows still wait for."""
-    choices = load_choices(results)
-    mu_stage = mu_stage_rows() if "mnist" in parts and "mu" not in choices else []
-    determined, pending = list(mu_stage), []
-    for part, listed in (("mnist", rows), ("segmentation", seg_rows)):
-        if part in parts:
-            found, waiting = listed(choices)
-            determined, pending = determined + found, pending + waiting
+    found, mu_stage, pending = determined(results, parts)
     stop = ("--stop-at", str(MU_STOP))
     return [f"{row.name}: {row.command(runs, fast, (*extra, *(stop if row in mu_stage else ())))}"
-            for row in determined], pending
+            for row in found], pending
 
 
 # ----------------------------------------------------------------------------- segmentation (section 5.2)
