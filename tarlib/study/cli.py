@@ -238,8 +238,9 @@ def main_round2(parser: argparse.ArgumentParser, args: argparse.Namespace, setti
             print(f"(further rows wait for the choice of {what})")
         return 0
     if args.status:
-        found, mu_stage, pending = protocol.determined(results, parts)
-        return _print_status(found, args.runs, lambda row: (results / f"{row.name}.json").is_file() or (
+        choices = load_choices(results)
+        mu_stage, (found, pending) = protocol._mu_stage(choices, parts), protocol.determined(choices, parts)
+        return _print_status(mu_stage + found, args.runs, lambda row: (results / f"{row.name}.json").is_file() or (
             row in mu_stage and protocol.mu_stage_done(args.runs, row)), pending)
     if not args.tables_only and not args.export_weights:  # exporting never trains: it publishes finished runs
         with executor.open_executor(settings, args.runs) as ex:

@@ -227,6 +227,22 @@ def decide(choices: dict[str, Any], runs: Path, results: Path) -> dict[str, Any]
 PARTS = ("mnist", "segmentation")
 
 
+def determined(choices: dict[str, Any], parts: tuple[str, ...] = PARTS) -> tuple[list[Row], list[str]]:
+    """The rows of ``parts`` that the choices made so far determine (each after the rows it starts
+    from), and what the other rows still wait for."""
+    found, pending = [], []
+    for part, listed in (("mnist", rows), ("segmentation", seg_rows)):
+        if part in parts:
+            rows_of_part, waiting = listed(choices)
+            found, pending = found + rows_of_part, pending + waiting
+    return found, pending
+
+
+def _mu_stage(choices: dict[str, Any], parts: tuple[str, ...]) -> list[Row]:
+    """Stage mu's rows while μ is open: the first ``MU_STOP`` steps of each candidate's pre-training."""
+    return mu_stage_rows() if "mnist" in parts and "mu" not in choices else []
+
+
 def mu_stage_done(runs: Path, row: Row) -> bool:
     """Whether a row of stage mu has run its first ``MU_STOP`` steps (or all of them)."""
     return any((runs / row.name / f).is_file() for f in ("metrics.json", "partial.json"))
@@ -239,15 +255,11 @@ def run(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[st
     if not set(parts) <= set(PARTS):
         raise ValueError(f"parts must be among {PARTS}, got {parts}")
     executor = executor or LocalExecutor()
-    mu_stage = mu_stage_rows() if "mnist" in parts and "mu" not in load_choices(results) else []
     # stage mu: the first MU_STOP steps of each candidate's pre-training, side by side under Ray
     jobs = [Job(row.name, tuple(row.argv(runs, fast, (*extra, "--stop-at", str(MU_STOP)))))
-            for row in mu_stage if not mu_stage_done(runs, row)]
+            for row in _mu_stage(load_choices(results), parts) if not mu_stage_done(runs, row)]
     if jobs:
         executor.run(jobs)
-
-    def listed(choices: dict[str, Any]) -> list[Row]:
-        return (rows(choices)[0] if "mnist" in parts else []) + (seg_rows(choices)[0] if "segmentation" in parts else [])
 
     def evaluate(row: Row, choices: dict[str, Any]) -> None:
         if row.experiment == "mnist":
@@ -255,31 +267,21 @@ def run(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[st
         else:
             evaluation.evaluate_seg_row(row.name, runs, results)
 
-    return runner.run_stages(listed, lambda choices: decide_seg(decide(choices, runs, results), results), evaluate,
-                             runs, results, fast, extra, executor)
-
-
-def determined(results: Path = RESULTS, parts: tuple[str, ...] = PARTS) -> tuple[list[Row], list[Row], list[str]]:
-    """The rows that the choices made so far determine (stage mu's first while μ is open), the rows
-    of stage mu that still run with ``--stop-at``, and what the other rows wait for."""
-    choices = load_choices(results)
-    mu_stage = mu_stage_rows() if "mnist" in parts and "mu" not in choices else []
-    found, pending = list(mu_stage), []
-    for part, listed in (("mnist", rows), ("segmentation", seg_rows)):
-        if part in parts:
-            more, waiting = listed(choices)
-            found, pending = found + more, pending + waiting
-    return found, mu_stage, pending
+    return runner.run_stages(lambda choices: determined(choices, parts)[0],
+                             lambda choices: decide_seg(decide(choices, runs, results), results),
+                             evaluate, runs, results, fast, extra, executor)
 
 
 def listing(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[str, ...] = (),
             parts: tuple[str, ...] = PARTS) -> tuple[list[str], list[str]]:
     """``row: command`` of every row that the choices made so far determine (the μ stage's with
     ``--stop-at`` while μ is open), and what the other rows still wait for."""
-    found, mu_stage, pending = determined(results, parts)
+    choices = load_choices(results)
+    mu_stage = _mu_stage(choices, parts)
+    found, pending = determined(choices, parts)
     stop = ("--stop-at", str(MU_STOP))
     return [f"{row.name}: {row.command(runs, fast, (*extra, *(stop if row in mu_stage else ())))}"
-            for row in found], pending
+            for row in mu_stage + found], pending
 
 
 # ----------------------------------------------------------------------------- segmentation (section 5.2)

@@ -58,7 +58,7 @@ def publish(runs: Path, results: Path = protocol.RESULTS, weights: Path | None =
     ``figure2.png`` (digits, reconstructions, class probabilities) and ``figure3.png``.  Each MNIST
     model's ``check`` in the manifest is its accuracy on the first ``n_check`` test images."""
     choices = load_choices(results)
-    by_name = {r.name: r for r in [*protocol.rows(choices)[0], *protocol.seg_rows(choices)[0]]}
+    by_name = {r.name: r for r in protocol.determined(choices)[0]}
     models = {}
     for name, parts in published(choices).items():
         summary = load_record(results, parts["T"])
