@@ -62,6 +62,7 @@ def main() -> None:
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     rows = len(round0.rows({"lr": {"lr": round0.LRS[0]}})[0])
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="tarlib-bench-") as tmp:
         base = Path(tmp)
         local = timed_round(base / "local", "--cpus-per-row", "1")
@@ -78,7 +79,8 @@ def main() -> None:
                 ray.shutdown()
     overhead = (walls[1] - local) / rows
     print(f"# Executor benchmark\n\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"ray {ray.__version__}; round 0: {rows} rows in 2 stages, 1 torch thread per row\n")
+          f"ray {ray.__version__}; round 0: {rows} rows in 2 stages, 1 torch thread per row; load average "
+          f"{load:.1f} before, {os.getloadavg()[0]:.1f} after\n")
     print("| measurement | value |\n| --- | --- |")
     print(f"| Ray start-up, a local instance of {CPUS} CPUs (`ray.init`) | {startup:.1f} s (shutdown {shutdown:.1f} s) |")
     print(f"| round 0, local executor | {local:.1f} s |")
@@ -86,6 +88,9 @@ def main() -> None:
     print(f"| per-row overhead of Ray against local (target ≤ {OVERHEAD_TARGET_S:g} s) | {overhead:+.1f} s "
           f"({'met' if overhead <= OVERHEAD_TARGET_S else 'missed'}) |")
     print(f"| round 0, Ray, 2 workers | {walls[2]:.1f} s ({walls[1] / walls[2]:.2f}× the speed of 1 worker) |")
+    print("\nRound 0's rows take seconds, so each Ray worker's start (importing torch, loading MNIST) weighs as much "
+          "as a row; rows of a real round take minutes to hours.  A load average above 0 means that other work "
+          "shares the cores.")
 
 
 if __name__ == "__main__":

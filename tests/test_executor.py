@@ -11,9 +11,11 @@ The Ray tests skip where Ray (the ``cluster`` extra) is not installed.
 from __future__ import annotations
 
 import _thread
+import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -328,7 +330,8 @@ def cluster() -> Iterator[tuple[str, Path | None]]:
         port = s.getsockname()[1]
     ray = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--port", str(port),
            "--node-ip-address", "127.0.0.1", "--num-cpus", "2", "--include-dashboard", "false",
-           "--disable-usage-stats", "--temp-dir", str(temp / "ray")]
+           "--disable-usage-stats", "--temp-dir", str(temp / "ray"), "--object-store-memory",
+           str(executor.OBJECT_STORE_BYTES)]
     readonly: Path | None = temp / "readonly"
     readonly.mkdir()
     private = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True)
@@ -354,7 +357,9 @@ def cluster() -> Iterator[tuple[str, Path | None]]:
         except subprocess.TimeoutExpired:
             head.kill()
         for pid in _ours(str(temp)):
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _kill_after_first_checkpoint(run: Path, done: threading.Event, caught: dict[str, Any]) -> threading.Thread:

@@ -123,12 +123,17 @@ def _settings(args: argparse.Namespace) -> executor.Settings:
     return executor.Settings(args.executor, args.address, args.cpus_per_row, args.gpus_per_row, args.workers).check()
 
 
-def _print_status(rows: list[Row], runs: Path, done: Callable[[Row], bool], pending: list[str]) -> int:
-    for line in executor.status_lines([(row.name, done(row)) for row in rows], runs):
+def _print_lines(lines: list[str], pending: list[str]) -> int:
+    """``--list`` and ``--status``: one line per row, then what the rows not yet decided wait for."""
+    for line in lines:
         print(line)
     for what in pending:
         print(f"(further rows wait for the choice of {what})")
     return 0
+
+
+def _print_status(rows: list[Row], runs: Path, done: Callable[[Row], bool], pending: list[str]) -> int:
+    return _print_lines(executor.status_lines([(row.name, done(row)) for row in rows], runs), pending)
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m tarlib.reproduce") -> int:
@@ -166,12 +171,13 @@ def _extra(args: argparse.Namespace, settings: executor.Settings) -> tuple[str, 
 
 def main_round0(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: executor.Settings) -> int:
     """``--round 0``: list, show or run the smoke round (:mod:`tarlib.study.round0`)."""
+    if args.tables_only or args.export_weights or args.readme is not None:
+        parser.error("round 0 has no tables, README block or weights: it only tries an executor")
     results = args.results / "round0"
     found, pending = round0.rows(load_choices(results))
     if args.list:
-        for row in found:
-            print(f"{row.name}: {row.command(args.runs, True, _extra(args, settings))}")
-        return 0
+        return _print_lines([f"{row.name}: {row.command(args.runs, True, _extra(args, settings))}" for row in found],
+                            pending)
     if args.status:
         return _print_status(found, args.runs, lambda row: (results / f"{row.name}.json").is_file(), pending)
     with executor.open_executor(settings, args.runs) as ex:
@@ -231,12 +237,7 @@ def main_round2(parser: argparse.ArgumentParser, args: argparse.Namespace, setti
         extra += ("--device", args.device)
     parts = protocol.PARTS if args.only is None else ("segmentation",) if args.only == "segmentation" else ("mnist",)
     if args.list:
-        lines, pending = protocol.listing(args.runs, results, fast, extra, parts)
-        for line in lines:
-            print(line)
-        for what in pending:
-            print(f"(further rows wait for the choice of {what})")
-        return 0
+        return _print_lines(*protocol.listing(args.runs, results, fast, extra, parts))
     if args.status:
         choices = load_choices(results)
         mu_stage, (found, pending) = protocol._mu_stage(choices, parts), protocol.determined(choices, parts)
