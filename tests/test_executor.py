@@ -334,12 +334,14 @@ def cluster() -> Iterator[tuple[str, Path | None]]:
            str(executor.OBJECT_STORE_BYTES)]
     readonly: Path | None = temp / "readonly"
     readonly.mkdir()
-    private = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True)
-    if private.returncode == 0:  # the cluster's processes see `readonly` as a read-only tmpfs
-        command = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                   f'mount -t tmpfs -o ro tmpfs "{readonly}" && exec "$@"', "sh", *ray]
-    else:
-        command, readonly = ray, None
+    private = ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'mount -t tmpfs -o ro tmpfs "{readonly}" && exec "$@"',
+               "sh"]
+    command = ray
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        if subprocess.run([*private, "true"], capture_output=True, timeout=30).returncode == 0:
+            command = [*private, *ray]  # the cluster's processes see `readonly` as a read-only tmpfs
+    if command is ray:
+        readonly = None
     head = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         output, deadline = [], time.monotonic() + 120
