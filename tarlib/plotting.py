@@ -13,13 +13,13 @@ Every helper takes images as torch tensors or NumPy arrays of shape [H, W],
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import display
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
@@ -186,23 +186,34 @@ def show_overlay(
 def interact(figure: Callable[..., Figure], controls: dict[str, widgets.Widget], per_row: int = 4) -> widgets.VBox:
     """A widget that redraws ``figure(**values)`` whenever one of ``controls`` (name → slider) changes.
 
-    It needs a running kernel; notebooks draw the default figure above it for the book.
+    The figure goes into an ``Image`` as a PNG, not into an ``Output`` widget: nbclient (behind
+    ``jupyter-book`` and ``nbconvert --execute``) copies an Output widget's outputs back to the
+    kernel while it waits for the cell's reply, and that race can leave it idle until the cell
+    timeout (jupyter/nbclient#312).  It needs a running kernel to redraw; notebooks draw the
+    default figure above it for the book.
     """
     if not controls or per_row < 1:
         raise ValueError(f"need at least one control and per_row ≥ 1, got {len(controls)} and {per_row}")
-    out = widgets.Output()
+    image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
 
-    def redraw(**values: float | int | str) -> None:
-        with out:
-            out.clear_output(wait=True)
-            fig = figure(**values)
-            display(fig)
-            plt.close(fig)
+    def redraw(change: object = None) -> None:
+        fig = figure(**{name: control.value for name, control in controls.items()})
+        image.value = _png(fig)
+        plt.close(fig)
 
-    widgets.interactive_output(redraw, controls)
+    for control in controls.values():
+        control.observe(redraw, names="value")
+    redraw()
     items = list(controls.values())
     rows = [widgets.HBox(items[i : i + per_row]) for i in range(0, len(items), per_row)]
-    return widgets.VBox([*rows, out])
+    return widgets.VBox([*rows, image])
+
+
+def _png(fig: Figure) -> bytes:
+    """``fig`` as PNG bytes, trimmed as the notebook's inline figures are."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    return buffer.getvalue()
 
 
 def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], label: str,

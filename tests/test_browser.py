@@ -5,8 +5,10 @@ Run after the book is built (``make book``): ``make check-book`` or
 opened in Debian's ``chromium`` through Playwright; every request to another host is
 refused, as in an offline classroom.  On each page: the math is typeset (no raw TeX
 left), every image has loaded, every solution dropdown opens, no uncaught JavaScript
-error and no request leaves the machine.  A screenshot of each page goes to
-``_build/screenshots/``.  The API page must list every public name of every module.
+error and no request leaves the machine; every Markdown table that a notebook
+displays (``display(Markdown(...))``) is an HTML ``<table>``, and no line of raw
+``| a | b |`` pipe-table text is left in the visible text.  A screenshot of each page
+goes to ``_build/screenshots/``.  The API page must list every public name of every module.
 
 In CI (``CI=true``) a Chromium that cannot start fails the test; elsewhere it skips.
 """
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import os
+import re
 import shutil
 import sys
 import threading
@@ -28,6 +32,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 HTML = Path(os.environ.get("TARLIB_BOOK_HTML", ROOT / "_build" / "html"))
 SHOTS = ROOT / "_build" / "screenshots"
+EXECUTED = HTML.parent / "jupyter_execute"  # the notebooks as the book build executed them
 PAGES = sorted(p.relative_to(HTML).as_posix() for p in HTML.rglob("*.html")
                if not p.relative_to(HTML).parts[0].startswith("_")) if HTML.is_dir() else []
 
@@ -48,6 +53,35 @@ IMAGES = """async () => {
   await Promise.all(images.map(i => i.complete ? null : new Promise(r => { i.onload = i.onerror = r; })));
   return images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src'));
 }"""
+
+
+# Header cells of every <table> in the page's cell outputs.
+TABLE_HEADERS = """() => [...document.querySelectorAll('article .cell_output table')]
+  .map(t => [...t.querySelectorAll('thead th, tr:first-child th')].map(th => th.innerText.trim()))"""
+_DELIMITER_ROW = re.compile(r"\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*")  # |---|---:|
+_RAW_PIPE_LINE = re.compile(r"\s*\|[^\n]*\|[^\n]*\|\s*")  # | a | b |, as text
+
+
+def markdown_tables(markdown: str) -> list[list[str]]:
+    """The header cells of each pipe table in ``markdown``."""
+    lines = markdown.splitlines()
+    return [[cell.strip() for cell in head.strip().strip("|").split("|")]
+            for head, rule in zip(lines, lines[1:]) if "|" in head and "|" in rule and _DELIMITER_ROW.fullmatch(rule)]
+
+
+def words(header: list[str]) -> list[str]:
+    """Letters and digits of each cell: Markdown marks and Sphinx's smart quotes and dashes do not count."""
+    return [re.sub(r"\W", "", cell) for cell in header]
+
+
+def notebook_tables(page_path: str) -> list[list[str]]:
+    """Header cells of every Markdown table that the executed notebook of ``page_path`` displays."""
+    executed = EXECUTED / page_path.replace(".html", ".ipynb")
+    if not executed.is_file():
+        return []
+    cells = json.loads(executed.read_text())["cells"]
+    return [table for cell in cells for output in cell.get("outputs", [])
+            for table in markdown_tables("".join(output.get("data", {}).get("text/markdown", "")))]
 
 
 def _fail_or_skip(message: str) -> None:
@@ -95,6 +129,15 @@ def test_the_book_has_pages() -> None:
     assert any(p.startswith("notebooks/") for p in PAGES)
 
 
+def test_notebooks_display_markdown_tables() -> None:
+    """The table check below is not empty: Table 1, the claims and the robustness tables are there."""
+    pages = {p for p in PAGES if notebook_tables(p)}
+    assert {p for p in PAGES if p.startswith(("notebooks/04_", "notebooks/09_", "notebooks/10_"))} <= pages, pages
+    assert markdown_tables("| a | *b* |\n|---|---:|\n| 1 | 2 |\n\n| c |\n|:-:|\n") == [["a", "*b*"], ["c"]]
+    assert words(["*b*", "the paper's"]) == words(["b", "the paper’s"]) == ["b", "thepapers"]
+    assert _RAW_PIPE_LINE.fullmatch("| method | accuracy (%) |") and not _RAW_PIPE_LINE.fullmatch("|x| is small")
+
+
 @pytest.mark.parametrize("page_path", PAGES)
 def test_page_in_chromium(page_path: str, server: str, browser) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -119,6 +162,11 @@ def test_page_in_chromium(page_path: str, server: str, browser) -> None:
     text = page.evaluate(ARTICLE_TEXT)
     raw = [t for t in ("\\(", "\\)", "\\[", "\\]", "$$", "\\begin{") if t in text]
     assert not raw, f"{page_path}: raw TeX {raw} left in the page's text"
+    pipes = [line for line in text.splitlines() if _RAW_PIPE_LINE.fullmatch(line)]
+    assert not pipes, f"{page_path}: raw pipe-table text instead of a table: {pipes[:3]}"
+    rendered = page.evaluate(TABLE_HEADERS)
+    missing = [head for head in notebook_tables(page_path) if words(head) not in map(words, rendered)]
+    assert not missing, f"{page_path}: Markdown tables not rendered as <table> (headers {missing}); rendered {rendered}"
     assert page.evaluate(UNTYPESET) == [], f"{page_path}: math not typeset by MathJax"
     if 'class="math' in (HTML / page_path).read_text():
         assert page.locator("mjx-container").count() > 0, f"{page_path}: has math, but MathJax typeset none"

@@ -6,13 +6,16 @@ This test then does what ``pytest --nbval-lax`` does with its outputs: every cel
 source starts with ``# NBVAL_CHECK_OUTPUT`` must give the committed output, compared the
 way nbval compares (streams merged, images, metadata and stderr left out, the same
 sanitizers from nbval_sanitize.cfg).  Together the two give nbval's verdict without a
-second execution.  ``make test`` still runs nbval itself.
+second execution.  ``make test`` still runs nbval itself.  And no notebook may idle: the
+build records each cell's timestamps, and a pause between two cells must stay within
+``MAX_IDLE_S`` (book/_ext/tarlib_book.py).
 """
 
 from __future__ import annotations
 
 import configparser
 import re
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,6 +24,9 @@ import pytest
 from nbval.plugin import coalesce_streams, transform_streams_for_comparison
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
+from tarlib_book import MAX_IDLE_S, idle_gaps  # noqa: E402
+
 EXECUTED = ROOT / "_build" / "jupyter_execute" / "notebooks"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CHECK = "# NBVAL_CHECK_OUTPUT"
@@ -76,6 +82,27 @@ def test_executed_notebook_matches_the_checked_outputs(nb: Path) -> None:
             want, got = comparable(mine["outputs"], patterns), comparable(theirs["outputs"], patterns)
             assert got == want, f"{nb.name} cell {i}: output differs from the committed one"
     assert checked == sum(CHECK in c["source"] for c in committed if c["cell_type"] == "code")
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_executed_notebook_never_idles(nb: Path) -> None:
+    executed = nbformat.read(EXECUTED / nb.name, as_version=4)
+    untimed = [i for i, c in enumerate(executed.cells) if c.cell_type == "code" and c.source.strip()
+               and "iopub.status.busy" not in c.metadata.get("execution", {})]
+    assert not untimed, f"{nb.name}: cells {untimed} carry no execution timestamps (tarlib_book.record_cell_timing)"
+    pauses = [(i, round(s, 1)) for i, s in idle_gaps(executed) if s > MAX_IDLE_S]
+    assert not pauses, f"{nb.name}: (cell, seconds idle before it) {pauses}, over {MAX_IDLE_S} s"
+
+
+def test_idle_gaps_measures_end_to_start() -> None:
+    def cell(busy: str, idle: str) -> dict:
+        stamps = {"iopub.status.busy": f"2026-12-03T10:{busy}Z", "iopub.status.idle": f"2026-12-03T10:{idle}Z"}
+        return {"cell_type": "code", "metadata": {"execution": stamps}}
+
+    markdown = {"cell_type": "markdown", "metadata": {}}
+    notebook = {"cells": [cell("00:00.0", "00:05.0"), markdown, cell("00:05.5", "00:09.0"), cell("01:39.0", "01:40.0")]}
+    assert idle_gaps(notebook) == [(2, 0.5), (3, 90.0)]
 
 
 def test_comparison_sees_a_changed_number() -> None:

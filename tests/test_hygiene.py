@@ -66,6 +66,20 @@ def test_outputs_are_stripped(nb: Path) -> None:
     assert "widgets" not in metadata, f"{nb.name}: saved widget state (progress bars) in the metadata; strip it"
 
 
+# ipywidgets' own interact and Output route a figure through an Output widget, which nbclient
+# (the book build, nbconvert) mirrors by writing to the kernel while it waits for the cell's
+# reply: a race that idled notebook 07 for the whole cell timeout.  tarlib.plotting.interact does not.
+OUTPUT_WIDGET = re.compile(r"\b(?:(?:ipy)?widgets\.(?:interact|interact_manual|interactive|interactive_output|Output)\b"
+                           r"|from ipywidgets import [^\n]*\b(?:interact|Output)\b)")
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_widgets_use_tarlib_interact(nb: Path) -> None:
+    found = [(i, m.group(0)) for i, cell in enumerate(_cells(nb))
+             if cell["cell_type"] == "code" and (m := OUTPUT_WIDGET.search(_source(cell)))]
+    assert not found, f"{nb.name} (cell, call): {found}; use tarlib.plotting.interact (an Image, no Output)"
+
+
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
 def test_checked_cells_hold_no_progress_or_timing(nb: Path) -> None:
     for i, cell in enumerate(_cells(nb)):

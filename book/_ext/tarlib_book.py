@@ -12,6 +12,9 @@ browser (tests/test_browser.py found it); :func:`drop_repeated_scripts` keeps th
 
 And one record: :func:`write_notebook_times` saves how long each notebook took to execute
 during the build to ``_build/notebook_times.json`` (CI prints it with tools/notebook_times.py).
+For that, :func:`record_cell_timing` has myst-nb's executor keep nbclient's per-cell
+timestamps; a pause of more than ``MAX_IDLE_S`` between two cells (kernel and client both
+waiting, as notebook 07 did for the whole cell timeout) is a build warning, so ``-W`` fails.
 """
 
 from __future__ import annotations
@@ -23,17 +26,21 @@ import json
 import pkgutil
 import re
 import tomllib
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 
 from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.application import Sphinx
+from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import make_refnode, nested_parse_with_titles
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 LAYERS = ("library", "study")
+logger = logging.getLogger(__name__)
+MAX_IDLE_S = 15.0  # longest allowed pause between one cell's end and the next cell's start
 
 
 def modules(package: str = "tarlib") -> list[str]:
@@ -169,8 +176,41 @@ def drop_repeated_scripts(app: Sphinx, pagename: str, templatename: str, context
     context["script_files"] = unique
 
 
+def record_cell_timing(app: Sphinx, config: object) -> None:
+    """Have myst-nb's executor record nbclient's timestamps in each executed cell (``config-inited``).
+
+    myst-nb calls jupyter-cache's ``single_nb_execution`` without ``record_timing``; the
+    timestamps land in ``cell.metadata.execution`` of ``_build/jupyter_execute/**.ipynb``.
+    """
+    from myst_nb.core.execute import direct
+
+    run = direct.single_nb_execution
+    if getattr(run, "records_timing", False):
+        return
+
+    def single_nb_execution(*args, **kwargs):
+        return run(*args, **{**kwargs, "record_timing": True})
+
+    single_nb_execution.records_timing = True
+    direct.single_nb_execution = single_nb_execution
+
+
+def _time(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def idle_gaps(notebook: dict) -> list[tuple[int, float]]:
+    """(index of a code cell, seconds from the previous code cell's end to its start), for every
+    cell after the first that carries nbclient's timestamps (``iopub.status.busy`` / ``.idle``)."""
+    timed = [(i, cell["metadata"]["execution"]) for i, cell in enumerate(notebook["cells"])
+             if "iopub.status.busy" in cell.get("metadata", {}).get("execution", {})]
+    return [(i, (_time(now["iopub.status.busy"]) - _time(before["iopub.status.idle"])).total_seconds())
+            for (_, before), (i, now) in zip(timed, timed[1:])]
+
+
 def write_notebook_times(app: Sphinx, exception: Exception | None) -> None:
-    """``_build/notebook_times.json``: seconds each notebook executed in this build (``build-finished``)."""
+    """``_build/notebook_times.json``: seconds each notebook executed in this build and its longest
+    pause between cells (``build-finished``); a pause over ``MAX_IDLE_S`` is a warning."""
     from myst_nb.sphinx_ import NbMetadataCollector
 
     times = {}
@@ -178,6 +218,13 @@ def write_notebook_times(app: Sphinx, exception: Exception | None) -> None:
         data = NbMetadataCollector.get_exec_data(app.env, docname)
         if data and data.get("method") != "off" and data.get("runtime") is not None:
             times[docname] = {"seconds": round(data["runtime"], 2), "succeeded": data["succeeded"]}
+            executed = Path(app.outdir).parent / "jupyter_execute" / f"{docname}.ipynb"
+            gaps = idle_gaps(json.loads(executed.read_text())) if executed.is_file() else []
+            times[docname]["longest_pause_s"] = round(max((s for _, s in gaps), default=0.0), 2)
+            for cell, seconds in gaps:
+                if seconds > MAX_IDLE_S:
+                    logger.warning(f"{seconds:.0f} s between cell {cell} and the code cell before it (at most "
+                                   f"{MAX_IDLE_S:.0f} s): did the client wait out the cell timeout?", location=docname)
     if times:
         path = Path(app.outdir).parent / "notebook_times.json"
         path.write_text(json.dumps({"source": "jupyter-book build", "notebooks": times}, indent=2) + "\n")
@@ -188,5 +235,6 @@ def setup(app: Sphinx) -> dict:
     app.connect("autodoc-process-docstring", process_docstring)
     app.connect("missing-reference", resolve_short_name)
     app.connect("html-page-context", drop_repeated_scripts)
+    app.connect("config-inited", record_cell_timing)
     app.connect("build-finished", write_notebook_times)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
