@@ -19,6 +19,8 @@ What one round's protocol decides:
 - :mod:`tarlib.study.round0`  a smoke round of four short rows, for trying an executor or a cluster
 - :mod:`tarlib.study.round1`  the first round (``results/*.json``)
 - :mod:`tarlib.study.round2`  the pre-registered second round (``results/PROTOCOL.md``, ``results/round2/``)
+- :mod:`tarlib.study.round3`  the third round: when task adaptation pays, by the capacity of R and T
+  (``results/round3/PROTOCOL.md``, ``results/round3/``)
 
 And what the rounds' models show: :mod:`tarlib.study.robustness` (section 7) and
 :mod:`tarlib.study.claims` (the paper's claims decided on ``results/``).  The command

@@ -73,10 +73,13 @@ def choose_mu(histories: dict[float, list[dict[str, float]]]) -> dict[str, Any]:
     return {"chosen": chosen, "fits": {str(mu): f for mu, f in fits.items()}, "rule": "results/PROTOCOL.md, μ"}
 
 
-def choose_lr(accuracy: dict[tuple[float, int], float]) -> dict[str, Any]:
-    """Best (lr, warm-up) by validation accuracy; within 0.1 pp of the best the smaller lr, then no warm-up."""
-    if set(accuracy) != set(LR_GRID):
-        raise ValueError(f"need the accuracy of every grid point {LR_GRID}, got {sorted(accuracy)}")
+def choose_lr(accuracy: dict[tuple[float, int], float],
+              grid: tuple[tuple[float, int], ...] | None = None) -> dict[str, Any]:
+    """Best (lr, warm-up) of ``grid`` (default :data:`LR_GRID`) by validation accuracy; within 0.1 pp of the
+    best the smaller lr, then no warm-up."""
+    grid = LR_GRID if grid is None else grid
+    if set(accuracy) != set(grid):
+        raise ValueError(f"need the accuracy of every grid point {grid}, got {sorted(accuracy)}")
     best = max(accuracy.values())
     lr, warmup = min((k for k, v in accuracy.items() if v >= best - LR_TIE), key=lambda k: (k[0], k[1]))
     return {"lr": lr, "warmup": warmup, "accuracy": {f"{k[0]:g}/{k[1]}": v for k, v in accuracy.items()}}
@@ -105,6 +108,12 @@ def pretrain_R_row(mu: float, seed: int) -> Row:
                seed=seed, steps=STEPS["pretrain_R"], eval_every=MU_EVAL_EVERY)
 
 
+def pretrain_T_row(mu: float, seed: int) -> Row:
+    """T_s: 3,000 steps on true images (eq. (5)); its record also evaluates T_s ∘ R_s."""
+    return Row(f"r2_pretrain_T_s{seed}", "mnist", ("--strategy", "pretrain_task", "--mu", number(mu), *PROTOCOL_ARGS),
+               seed=seed, steps=STEPS["pretrain_T"], init_reconstruction=pretrain_R_row(mu, seed).name)
+
+
 def mu_stage_rows() -> list[Row]:
     """Stage mu: the seed-0 pre-training of R for every candidate μ, run to ``MU_STOP`` with ``--stop-at``."""
     return [pretrain_R_row(mu, 0) for mu in MU_CANDIDATES]
@@ -119,8 +128,7 @@ def rows(choices: dict[str, Any]) -> tuple[list[Row], list[str]]:
     out = []
     for s in SEEDS:
         out.append(pretrain_R_row(mu, s))
-        out.append(Row(f"r2_pretrain_T_s{s}", "mnist", ("--strategy", "pretrain_task", *common), seed=s,
-                       steps=STEPS["pretrain_T"], init_reconstruction=pretrain_R_row(mu, s).name))
+        out.append(pretrain_T_row(mu, s))
     pre = {s: {"init_reconstruction": pretrain_R_row(mu, s).name, "init_task": f"r2_pretrain_T_s{s}"} for s in SEEDS}
     for lr, warmup in LR_GRID:
         tag = f"lr{lr:g}_w{warmup}"
@@ -184,7 +192,7 @@ def evaluation_plan(name: str, choices: dict[str, Any]) -> dict[str, list[int]]:
 # ----------------------------------------------------------------------------- the stages
 
 
-def _val_accuracy(results: Path, name: str, draws: int) -> float | None:
+def val_accuracy(results: Path, name: str, draws: int) -> float | None:
     """A row's mean validation accuracy over its first ``draws`` shared draws, or None while it has fewer."""
     record = load_record(results, name)
     if record is None:
@@ -210,13 +218,13 @@ def decide(choices: dict[str, Any], runs: Path, results: Path) -> dict[str, Any]
     if "lr" not in choices:
         lr = {}
         for strategy in ("sequential", "joint"):
-            accuracy = {k: _val_accuracy(results, f"r2_grid_{strategy}_lr{k[0]:g}_w{k[1]}", 1) for k in LR_GRID}
+            accuracy = {k: val_accuracy(results, f"r2_grid_{strategy}_lr{k[0]:g}_w{k[1]}", 1) for k in LR_GRID}
             if None in accuracy.values():
                 return choices
             lr[strategy] = choose_lr(accuracy)
         choices["lr"] = lr
     if "best_C" not in choices:
-        accuracy = {C: _val_accuracy(results, f"r2_joint_C{number(C)}_s0", evaluation.VAL_DRAWS)
+        accuracy = {C: val_accuracy(results, f"r2_joint_C{number(C)}_s0", evaluation.VAL_DRAWS)
                     for C in C_SWEEP if 0 < C < 1}
         if None in accuracy.values():
             return choices
