@@ -178,6 +178,24 @@ def _extra(args: argparse.Namespace, settings: executor.Settings) -> tuple[str, 
     return (*(("--no-progress",) if quiet else ()), *(("--device", device) if device is not None else ()))
 
 
+def _run_stages(round: int, args: argparse.Namespace, settings: executor.Settings,
+                run: Callable[[executor.Executor], dict]) -> None:
+    """Run a staged round with the executor of ``settings`` (holding the runs folder), then say its choices."""
+    with executor.open_executor(settings, args.runs) as ex:
+        choices = run(ex)
+    print(f"[reproduce] round {round}: choices so far {json.dumps(choices)}")
+
+
+def _write_tables(round: int, results: Path, write: Callable[[Path], list[Path]]) -> bool:
+    """Write a round's tables from its records in ``results``; False if there are none yet."""
+    if not results.is_dir():
+        print(f"[reproduce] round {round}: {results} does not exist yet: nothing to tabulate")
+        return False
+    for path in write(results):
+        print(f"[reproduce] wrote {path}")
+    return True
+
+
 def main_round0(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: executor.Settings) -> int:
     """``--round 0``: list, show or run the smoke round (:mod:`tarlib.study.round0`)."""
     if args.tables_only or args.export_weights or args.readme is not None:
@@ -253,14 +271,9 @@ def main_round2(parser: argparse.ArgumentParser, args: argparse.Namespace, setti
         return _print_status(mu_stage + found, args.runs, lambda row: (results / f"{row.name}.json").is_file() or (
             row in mu_stage and protocol.mu_stage_done(args.runs, row)), pending)
     if not args.tables_only and not args.export_weights:  # exporting never trains: it publishes finished runs
-        with executor.open_executor(settings, args.runs) as ex:
-            choices = protocol.run(args.runs, results, fast, _extra(args, settings), parts, ex)
-        print(f"[reproduce] round 2: choices so far {json.dumps(choices)}")
-    if not results.is_dir():
-        print(f"[reproduce] round 2: {results} does not exist yet: nothing to tabulate")
+        _run_stages(2, args, settings, lambda ex: protocol.run(args.runs, results, fast, _extra(args, settings), parts, ex))
+    if not _write_tables(2, results, round2_tables.write_tables):
         return 0
-    for path in round2_tables.write_tables(results):
-        print(f"[reproduce] wrote {path}")
     if args.export_weights:
         for path in publish.publish(args.runs, results, args.weights):
             print(f"[reproduce] wrote {path}")
@@ -291,12 +304,6 @@ def main_round3(parser: argparse.ArgumentParser, args: argparse.Namespace, setti
         if not round3.PROTOCOL_FILE.is_file():
             print(f"[reproduce] round 3: {round3.PROTOCOL_FILE} is not there: no run before its protocol")
             return 2
-        with executor.open_executor(settings, args.runs) as ex:
-            choices = round3.run(args.runs, results, fast, _extra(args, settings), ex)
-        print(f"[reproduce] round 3: choices so far {json.dumps(choices)}")
-    if not results.is_dir():
-        print(f"[reproduce] round 3: {results} does not exist yet: nothing to tabulate")
-        return 0
-    for path in round3_tables.write_tables(results):
-        print(f"[reproduce] wrote {path}")
+        _run_stages(3, args, settings, lambda ex: round3.run(args.runs, results, fast, _extra(args, settings), ex))
+    _write_tables(3, results, round3_tables.write_tables)
     return 0
