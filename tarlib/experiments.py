@@ -16,8 +16,10 @@
 The run directory ``--out`` receives ``checkpoint.pt`` (resumable training
 state), ``R.pt`` / ``T.pt`` (weights only, for ``--init-reconstruction`` /
 ``--init-task`` of later runs) and ``metrics.json`` (configuration, git commit,
-seed, device, wall time and the test metrics).  Rerunning an interrupted command
-resumes from the checkpoint; a run whose ``metrics.json`` exists is done.
+seed, device, host, torch threads, wall time and the test metrics).  Rerunning an
+interrupted command resumes from the checkpoint; a run whose ``metrics.json`` exists
+is done.  While it runs, ``lock.json`` names its host and process
+(:mod:`tarlib.runlock`): a second command on the same ``--out`` is refused.
 ``sequential`` and ``end_to_end`` start from a pre-trained R: without
 ``--init-reconstruction`` it is pre-trained inside the run first (eq. (4)).
 Sizes shrink with ``--fast`` or ``TARLIB_FAST=1`` (see :func:`tarlib.pick`).
@@ -38,6 +40,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -51,7 +54,7 @@ import torch
 from torch import nn
 
 import tarlib
-from tarlib import data, losses, nets, physics, training
+from tarlib import data, losses, nets, physics, runlock, training
 from tarlib.config import git_blob, write_json
 
 RECONSTRUCTIONS = ("lgd", "lgd_small", "rank16", "lpd", "fbp_unet", "fbp", "none")
@@ -294,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--eval-every", type=int, default=None, help="evaluate on the validation data every N steps")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="write the resumable checkpoint every N steps (default: 500, or 100 with --fast)")
     p.add_argument("--fast", action="store_true", help="smoke-size run (as TARLIB_FAST=1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -335,6 +340,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         (args.protocol is not None and not Path(args.protocol or "").is_file(), f"--protocol {args.protocol} is no file"),
         (args.seed < 0, f"--seed must be ≥ 0, got {args.seed}"),
         (args.eval_every < 0, f"--eval-every must be ≥ 0, got {args.eval_every}"),
+        (args.checkpoint_every is not None and (args.checkpoint_every or 0) < 1,
+         f"--checkpoint-every must be ≥ 1, got {args.checkpoint_every}"),
         (args.data is not None and args.experiment != "mnist", "--data applies to the mnist experiment only"),
         (args.data is not None and not Path(args.data).is_dir(), f"--data {args.data} is not a folder"),
         (args.recon in ("none", "rank16") and args.experiment != "mnist", f"--recon {args.recon} is for mnist only"),
@@ -363,11 +370,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
     """The settings that define a run (a rerun into the same --out must use the same)."""
-    skip = {"out", "device", "no_progress", "eval_every", "stop_at", "protocol"}
+    skip = {"out", "device", "no_progress", "eval_every", "stop_at", "protocol", "checkpoint_every"}
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in sorted(vars(args).items()) if k not in skip}
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
+    """The git commit (``HEAD``) of the checkout that holds this tarlib, or None outside a git checkout."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10
@@ -383,7 +391,7 @@ def _record_sitting(args: argparse.Namespace) -> list[dict[str, Any]]:
     Written when the sitting starts, so that the order of protocol and runs can be checked."""
     path = args.out / "sittings.json"
     sittings = json.loads(path.read_text()) if path.is_file() else []
-    sittings.append({"start_utc": datetime.now(UTC).isoformat(timespec="seconds"), "head": _git_commit(),
+    sittings.append({"start_utc": datetime.now(UTC).isoformat(timespec="seconds"), "head": git_commit(),
                      "protocol_blob": None if args.protocol is None else git_blob(args.protocol)})
     write_json(path, sittings)
     return sittings
@@ -445,7 +453,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "R": args.lr if args.lr_R is None else args.lr_R, "T": args.lr if args.lr_T is None else args.lr_T}
     result = training.train(
         model, exp.train_loader, args.strategy, C=args.C, steps=args.steps, lr=lr, task=exp.task,
-        checkpoint=out / "checkpoint.pt", checkpoint_every=(every := _size(args, 500, 100)),
+        checkpoint=out / "checkpoint.pt", checkpoint_every=(every := args.checkpoint_every or _size(args, 500, 100)),
         callback=lambda step, _: write_json(clock_file, {"seconds": elapsed()}) if step % every == 0 else None,
         eval_loader=exp.val_batches, eval_every=args.eval_every, progress=progress, stop_at=args.stop_at,
         warmup=args.warmup, clip=args.clip, balanced=args.balanced,
@@ -486,7 +494,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "config": _config(args),
         "seed": args.seed,
         "device": str(device),
-        "git_commit": _git_commit(),
+        "host": socket.gethostname(),
+        "threads": torch.get_num_threads(),  # torch's intra-op threads (the study's executors pin them per row)
+        "git_commit": git_commit(),
         "versions": tarlib.versions(),
         "wall_time_s": elapsed(),
         "n_parameters": {"R": nets.n_parameters(model.R) if R_learns else 0, "T": nets.n_parameters(model.T)},
@@ -505,6 +515,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m tarlib.experiments``; returns the exit status."""
     args = parse_args(argv)
+    try:  # one writer per run folder, on any machine that shares it (tarlib.runlock)
+        with runlock.RunLock(args.out / runlock.LOCK_FILE):
+            return _main(args)
+    except runlock.LockHeld as err:
+        build_parser().error(f"{args.out} is being written by another process: {err}")
+
+
+def _main(args: argparse.Namespace) -> int:
     problem = _check_out(args)
     if problem is not None:
         build_parser().error(problem)

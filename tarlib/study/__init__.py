@@ -9,12 +9,14 @@ itself back through others: ``lint-imports`` checks both (the contracts are in
 What every round shares:
 
 - :mod:`tarlib.study.registry`    rows (one run each), tables of them, dependency order
-- :mod:`tarlib.study.runner`      the stage runner: rows one at a time, resumable
+- :mod:`tarlib.study.runner`      the stage runner: resumable, choices on validation data between stages
+- :mod:`tarlib.study.executor`    how a stage's rows run: one at a time here, or side by side on Ray
 - :mod:`tarlib.study.evaluation`  evaluation on noise draws shared by every model
 - :mod:`tarlib.study.tables`      the paper's Table 1, mean ± std cells, verdicts, figures
 
 What one round's protocol decides:
 
+- :mod:`tarlib.study.round0`  a smoke round of four short rows, for trying an executor or a cluster
 - :mod:`tarlib.study.round1`  the first round (``results/*.json``)
 - :mod:`tarlib.study.round2`  the pre-registered second round (``results/PROTOCOL.md``, ``results/round2/``)
 - :mod:`tarlib.study.round3`  the third round: when task adaptation pays, by the capacity of R and T

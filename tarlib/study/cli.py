@@ -10,23 +10,30 @@ The command line of the study's rounds, ``python -m tarlib.study`` (or, as recor
     python -m tarlib.study --tables-only --readme README.md        # round 1's tables and the README's results block
     python -m tarlib.study --round 3 --measure-steps       # round 3: time 50 steps of every kind of row
     python -m tarlib.study --round 3 --list                # round 3's rows so far, with estimated seconds
+    python -m tarlib.study --round 2 --runs DIR --status           # which rows are done, running, pending
+    python -m tarlib.study --round 2 --runs DIR --executor ray     # a stage's rows side by side on a local Ray
+    python -m tarlib.study --round 2 --runs DIR --address HEAD:6379  # ... or on a running Ray cluster
 
-Round 1 is :mod:`tarlib.study.round1`; round 2 is :mod:`tarlib.study.round2`; round 3 is
-:mod:`tarlib.study.round3`.  The
-README's results block shows the round whose models ``weights/`` publishes.
+Round 0 is a smoke round for trying an executor (:mod:`tarlib.study.round0`); round 1 is
+:mod:`tarlib.study.round1`; round 2 is :mod:`tarlib.study.round2`; round 3 is
+:mod:`tarlib.study.round3`.  The README's results block shows the round whose models
+``weights/`` publishes.  The executors and what keeps
+rows safe on a cluster: :mod:`tarlib.study.executor`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import tarlib
 from tarlib import records
 from tarlib.config import atomic_write, write_json
-from tarlib.study import round1, runner
-from tarlib.study.registry import select
+from tarlib.study import executor, round0, round1, runner
+from tarlib.study.registry import Row, load_choices, select
 from tarlib.study.round2 import protocol, publish
 from tarlib.study.round2 import tables as round2_tables
 from tarlib.study.round3 import protocol as round3
@@ -82,10 +89,11 @@ def update_readme(readme: Path, results: Path, round: int | None = None) -> bool
 def build_parser(prog: str = "python -m tarlib.reproduce") -> argparse.ArgumentParser:
     """The command line of :func:`main`."""
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
-    p.add_argument("--round", type=int, choices=(1, 2, 3), default=1,
+    p.add_argument("--round", type=int, choices=(0, 1, 2, 3), default=1,
                    help="1: the first round (results/*.json); 2: the pre-registered protocol of results/PROTOCOL.md "
                         "(results/round2/, see tarlib.study.round2); 3: when task adaptation pays "
-                        "(results/round3/PROTOCOL.md, see tarlib.study.round3)")
+                        "(results/round3/PROTOCOL.md, see tarlib.study.round3); 0: a smoke round of four short rows "
+                        "in two stages, to try an executor or a cluster (results/round0/)")
     p.add_argument("--only", choices=[t.name for t in round1.TABLES], default=None,
                    help="one table and its dependencies")
     p.add_argument("--rows", default=None, help="comma-separated row names (and their dependencies) instead")
@@ -106,19 +114,107 @@ def build_parser(prog: str = "python -m tarlib.reproduce") -> argparse.ArgumentP
                         "(results/round3/step_times.json, read by --list for its estimates)")
     p.add_argument("--readme", type=Path, default=None, help="a README whose results block to update (README.md)")
     p.add_argument("--weights", type=Path, default=None, help="folder of the published weights (default weights/)")
+    p.add_argument("--status", action="store_true", help="list the rows decided so far as done, running or pending")
+    e = p.add_argument_group("executor", "how the rows of a stage run (tarlib.study.executor)")
+    e.add_argument("--executor", default=None,
+                   help="local: one row at a time here (the default); ray: a stage's rows side by side as Ray tasks "
+                        "(pip install \"tarlib[cluster]\"), on a local Ray instance or the cluster of --address")
+    e.add_argument("--address", default=None, help="HOST:PORT of a running Ray cluster's head (implies --executor ray)")
+    e.add_argument("--cpus-per-row", type=int, default=None,
+                   help="torch threads of each row, and its Ray CPUs (default: 1 under Ray, 2 locally)")
+    e.add_argument("--gpus-per-row", type=float, default=0.0, help="Ray GPUs of each row (then rows run on cuda)")
+    e.add_argument("--workers", type=int, default=None,
+                   help="rows side by side on a local Ray instance (default: as many as its CPUs allow)")
     return p
 
 
+def _settings(args: argparse.Namespace) -> executor.Settings:
+    return executor.Settings(args.executor, args.address, args.cpus_per_row, args.gpus_per_row, args.workers).check()
+
+
+def _print_lines(lines: list[str], pending: list[str]) -> int:
+    """``--list`` and ``--status``: one line per row, then what the rows not yet decided wait for."""
+    for line in lines:
+        print(line)
+    for what in pending:
+        print(f"(further rows wait for the choice of {what})")
+    return 0
+
+
+def _print_status(rows: list[Row], runs: Path, done: Callable[[Row], bool], pending: list[str]) -> int:
+    return _print_lines(executor.status_lines([(row.name, done(row)) for row in rows], runs), pending)
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m tarlib.reproduce") -> int:
-    """Entry point of ``python -m tarlib.reproduce`` and ``python -m tarlib.study``; returns the exit status."""
+    """Entry point of ``python -m tarlib.reproduce`` and ``python -m tarlib.study``; returns the exit status.
+
+    Bad executor input, a refused worker and a second driver on the runs folder get one line
+    and exit status 2; Ctrl-C cancels the running rows, keeps their checkpoints and exits 130.
+    """
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.only is not None and args.rows is not None:
         parser.error("give --only or --rows, not both")
-    if args.round == 2:
-        return main_round2(args)
-    if args.round == 3:
-        return main_round3(args)
+    try:
+        settings = _settings(args)
+        return (main_round0, main_round1, main_round2, main_round3)[args.round](parser, args, settings)
+    except executor.ExecutorError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except executor.RowFailed as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted: the running rows were cancelled; their checkpoints stay in {args.runs}, "
+              "and the same command resumes them", file=sys.stderr)
+        return 130
+
+
+def _extra(args: argparse.Namespace, settings: executor.Settings) -> tuple[str, ...]:
+    """The arguments that every row of a round gets from the command line: no progress bars (always under
+    Ray, where each row logs to its own file), the device."""
+    device = settings.device(args.device)
+    quiet = args.no_progress or settings.kind == "ray"
+    return (*(("--no-progress",) if quiet else ()), *(("--device", device) if device is not None else ()))
+
+
+def _run_stages(round: int, args: argparse.Namespace, settings: executor.Settings,
+                run: Callable[[executor.Executor], dict]) -> None:
+    """Run a staged round with the executor of ``settings`` (holding the runs folder), then say its choices."""
+    with executor.open_executor(settings, args.runs) as ex:
+        choices = run(ex)
+    print(f"[reproduce] round {round}: choices so far {json.dumps(choices)}")
+
+
+def _write_tables(round: int, results: Path, write: Callable[[Path], list[Path]]) -> bool:
+    """Write a round's tables from its records in ``results``; False if there are none yet."""
+    if not results.is_dir():
+        print(f"[reproduce] round {round}: {results} does not exist yet: nothing to tabulate")
+        return False
+    for path in write(results):
+        print(f"[reproduce] wrote {path}")
+    return True
+
+
+def main_round0(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: executor.Settings) -> int:
+    """``--round 0``: list, show or run the smoke round (:mod:`tarlib.study.round0`)."""
+    if args.tables_only or args.export_weights or args.readme is not None:
+        parser.error("round 0 has no tables, README block or weights: it only tries an executor")
+    results = args.results / "round0"
+    found, pending = round0.rows(load_choices(results))
+    if args.list:
+        return _print_lines([f"{row.name}: {row.command(args.runs, True, _extra(args, settings))}" for row in found],
+                            pending)
+    if args.status:
+        return _print_status(found, args.runs, lambda row: (results / f"{row.name}.json").is_file(), pending)
+    with executor.open_executor(settings, args.runs) as ex:
+        choices = round0.run(args.runs, results, _extra(args, settings), ex)
+    print(f"[reproduce] round 0: chose lr = {choices['lr']['lr']:g}; records in {results}")
+    return 0
+
+
+def main_round1(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: executor.Settings) -> int:
+    """Round 1 (the default): list, show or run its rows, then write its tables, figure and README block."""
     try:
         rows, tables = round1.build_rows(args.seeds)
         names = args.rows.split(",") if args.rows is not None else None
@@ -137,8 +233,14 @@ def main(argv: list[str] | None = None, prog: str = "python -m tarlib.reproduce"
         for row in selected:
             print(f"{row.name}: {row.command(args.runs, fast, tuple(extra))}")
         return 0
+    if args.status:
+        return _print_status(selected, args.runs, lambda row: (args.results / f"{row.name}.json").is_file(), [])
     if not args.tables_only:
-        runner.run_rows(selected, args.runs, args.results, fast, tuple(extra))
+        device = settings.device(args.device)
+        extra += [*(["--device", device] if device is not None and args.device is None else []),
+                  *(["--no-progress"] if settings.kind == "ray" and not args.no_progress else [])]
+        with executor.open_executor(settings, args.runs) as ex:
+            runner.run_rows(selected, args.runs, args.results, fast, tuple(extra), ex)
     if not args.results.is_dir():
         parser.error(f"--results {args.results} is not a folder: nothing to tabulate")
     for path in round1.write_tables(args.results, tables):
@@ -152,8 +254,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m tarlib.reproduce"
     return 0
 
 
-def main_round2(args: argparse.Namespace) -> int:
-    """``--round 2``: list or run the stages of results/PROTOCOL.md (:mod:`tarlib.study.round2.protocol`),
+def main_round2(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: executor.Settings) -> int:
+    """``--round 2``: list, show or run the stages of results/PROTOCOL.md (:mod:`tarlib.study.round2.protocol`),
     then write its tables and, with ``--export-weights``, publish it."""
     results = args.results / "round2"
     fast = args.fast or tarlib.fast_mode()
@@ -162,28 +264,24 @@ def main_round2(args: argparse.Namespace) -> int:
         extra += ("--device", args.device)
     parts = protocol.PARTS if args.only is None else ("segmentation",) if args.only == "segmentation" else ("mnist",)
     if args.list:
-        lines, pending = protocol.listing(args.runs, results, fast, extra, parts)
-        for line in lines:
-            print(line)
-        for what in pending:
-            print(f"(further rows wait for the choice of {what})")
-        return 0
+        return _print_lines(*protocol.listing(args.runs, results, fast, extra, parts))
+    if args.status:
+        choices = load_choices(results)
+        mu_stage, (found, pending) = protocol._mu_stage(choices, parts), protocol.determined(choices, parts)
+        return _print_status(mu_stage + found, args.runs, lambda row: (results / f"{row.name}.json").is_file() or (
+            row in mu_stage and protocol.mu_stage_done(args.runs, row)), pending)
     if not args.tables_only and not args.export_weights:  # exporting never trains: it publishes finished runs
-        choices = protocol.run(args.runs, results, fast, extra, parts)
-        print(f"[reproduce] round 2: choices so far {json.dumps(choices)}")
-    if not results.is_dir():
-        print(f"[reproduce] round 2: {results} does not exist yet: nothing to tabulate")
+        _run_stages(2, args, settings, lambda ex: protocol.run(args.runs, results, fast, _extra(args, settings), parts, ex))
+    if not _write_tables(2, results, round2_tables.write_tables):
         return 0
-    for path in round2_tables.write_tables(results):
-        print(f"[reproduce] wrote {path}")
     if args.export_weights:
         for path in publish.publish(args.runs, results, args.weights):
             print(f"[reproduce] wrote {path}")
     return 0
 
 
-def main_round3(args: argparse.Namespace) -> int:
-    """``--round 3``: time its steps, list or run the stages of results/round3/PROTOCOL.md
+def main_round3(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: executor.Settings) -> int:
+    """``--round 3``: time its steps, list, show or run the stages of results/round3/PROTOCOL.md
     (:mod:`tarlib.study.round3.protocol`), then write its tables."""
     results = args.results / "round3"
     fast = args.fast or tarlib.fast_mode()
@@ -199,14 +297,13 @@ def main_round3(args: argparse.Namespace) -> int:
         lines, pending = round3.listing(args.runs, results, fast, extra)
         print("\n".join(lines + [f"(further rows wait for {what})" for what in pending]))
         return 0
+    if args.status:
+        found, pending = round3.rows(load_choices(results), round3.FAST if fast else round3.FULL)
+        return _print_status(found, args.runs, lambda row: (results / f"{row.name}.json").is_file(), pending)
     if not args.tables_only:
         if not round3.PROTOCOL_FILE.is_file():
             print(f"[reproduce] round 3: {round3.PROTOCOL_FILE} is not there: no run before its protocol")
             return 2
-        print(f"[reproduce] round 3: choices so far {json.dumps(round3.run(args.runs, results, fast, extra))}")
-    if not results.is_dir():
-        print(f"[reproduce] round 3: {results} does not exist yet: nothing to tabulate")
-        return 0
-    for path in round3_tables.write_tables(results):
-        print(f"[reproduce] wrote {path}")
+        _run_stages(3, args, settings, lambda ex: round3.run(args.runs, results, fast, _extra(args, settings), ex))
+    _write_tables(3, results, round3_tables.write_tables)
     return 0

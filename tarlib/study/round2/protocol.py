@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from tarlib.study import evaluation, runner
+from tarlib.study.executor import Executor, Job, LocalExecutor
 from tarlib.study.registry import Row, load_choices, load_record, number
 
 PROTOCOL_FILE = Path("results/PROTOCOL.md")
@@ -250,14 +251,23 @@ def _mu_stage(choices: dict[str, Any], parts: tuple[str, ...]) -> list[Row]:
     return mu_stage_rows() if "mnist" in parts and "mu" not in choices else []
 
 
+def mu_stage_done(runs: Path, row: Row) -> bool:
+    """Whether a row of stage mu has run its first ``MU_STOP`` steps (or all of them)."""
+    return any((runs / row.name / f).is_file() for f in ("metrics.json", "partial.json"))
+
+
 def run(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[str, ...] = (),
-        parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
-    """Run the protocol's stages of ``parts`` as far as they go (resumable); return the choices made."""
+        parts: tuple[str, ...] = PARTS, executor: Executor | None = None) -> dict[str, Any]:
+    """Run the protocol's stages of ``parts`` as far as they go (resumable) with ``executor``
+    (default: the local one); return the choices made."""
     if not set(parts) <= set(PARTS):
         raise ValueError(f"parts must be among {PARTS}, got {parts}")
-    for row in _mu_stage(load_choices(results), parts):
-        if not any((runs / row.name / f).is_file() for f in ("metrics.json", "partial.json")):
-            runner.run_experiment(row.argv(runs, fast, (*extra, "--stop-at", str(MU_STOP))))
+    executor = executor or LocalExecutor()
+    # stage mu: the first MU_STOP steps of each candidate's pre-training, side by side under Ray
+    jobs = [Job(row.name, tuple(row.argv(runs, fast, (*extra, "--stop-at", str(MU_STOP)))))
+            for row in _mu_stage(load_choices(results), parts) if not mu_stage_done(runs, row)]
+    if jobs:
+        executor.run(jobs)
 
     def evaluate(row: Row, choices: dict[str, Any]) -> None:
         if row.experiment == "mnist":
@@ -267,7 +277,7 @@ def run(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[st
 
     return runner.run_stages(lambda choices: determined(choices, parts)[0],
                              lambda choices: decide_seg(decide(choices, runs, results), results),
-                             evaluate, runs, results, fast, extra)
+                             evaluate, runs, results, fast, extra, executor)
 
 
 def listing(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[str, ...] = (),

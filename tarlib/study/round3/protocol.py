@@ -33,6 +33,7 @@ import torch
 from tarlib import data, experiments, nets, pretrained, training
 from tarlib.config import sha256_file
 from tarlib.study import evaluation, runner
+from tarlib.study.executor import Executor
 from tarlib.study.registry import Row, load_choices, load_record, number
 from tarlib.study.round2 import protocol as round2
 
@@ -265,8 +266,10 @@ def decide(choices: dict[str, Any], runs: Path, results: Path, design: Design = 
     return choices
 
 
-def run(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Run the protocol's stages as far as they go (resumable); return the choices made."""
+def run(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[str, ...] = (),
+        executor: Executor | None = None) -> dict[str, Any]:
+    """Run the protocol's stages as far as they go (resumable) with ``executor`` (default: the local one,
+    a row at a time; :mod:`tarlib.study.executor`); return the choices made."""
     design = FAST if fast else FULL
     restore_round2(runs, design)
 
@@ -274,7 +277,8 @@ def run(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[st
         evaluation.evaluate_row(row.name, runs, results, evaluation_plan(row.name))
 
     return runner.run_stages(lambda choices: rows(choices, design)[0],
-                             lambda choices: decide(choices, runs, results, design), evaluate, runs, results, fast, extra)
+                             lambda choices: decide(choices, runs, results, design), evaluate, runs, results, fast, extra,
+                             executor)
 
 
 # ----------------------------------------------------------------------------- time
