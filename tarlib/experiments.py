@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-R", type=float, default=None, help="R's own initial learning rate (default: --lr)")
     p.add_argument("--lr-T", type=float, default=None, help="T's own initial learning rate (default: --lr)")
     p.add_argument("--warmup", type=int, default=0, help="steps of linear learning-rate warm-up before the cosine")
-    p.add_argument("--clip", choices=training.CLIPS, default="joint",
+    p.add_argument("--clip", choices=training.CLIPS, default="separate",
                    help="clip the gradient norm of R and T together (joint) or of each network (separate) to 1")
     p.add_argument("--balanced", action="store_true",
                    help="joint only: divide ℓ_D and ℓ_X by their gradient norms on R, so C is ℓ_X's share of R's gradient")

@@ -5,6 +5,8 @@ metrics and the committed tables.
 - :func:`published_round`  the round whose models ``weights/`` publishes (the one the notebooks show)
 - :func:`course_name`, :func:`course_runs`, :func:`test_metrics`  a round's runs by course name
 - :func:`course_tables`  Table 1 next to the paper's and the verdicts on the targets of a round
+- :func:`choices`, :func:`correct`  round 2's choices on validation data, and a row's per-image
+  correctness on its shared test draws (for paired comparisons, :func:`tarlib.stats.compare`)
 
 This module only reads: the rounds themselves, and the tables it reads, are written by the
 study (:mod:`tarlib.study`, ``python -m tarlib.reproduce``).
@@ -21,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from tarlib import pretrained
+from tarlib import data, pretrained
 
 ROUNDS = (1, 2)  # the reproduction rounds with results
 
@@ -104,3 +106,25 @@ def course_tables(results: str | Path | None = None, round: int | None = None) -
     folder = Path(results or results_dir()) / ("round2" if round == 2 else "")
     names = ("comparison", "targets", "times") if round == 1 else ("comparison", "targets")
     return {name: (folder / f"{name}.md").read_text() for name in names if (folder / f"{name}.md").is_file()}
+
+
+SEEDS = (0, 1, 2)  # the seeds of round 2's rows
+
+
+def choices(results: str | Path | None = None) -> dict[str, Any]:
+    """What round 2 chose on validation data (``results/round2/choices.json``): μ, learning rates, best C, …"""
+    path = Path(results or results_dir()) / "round2" / "choices.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}: round 2's records are not in this results folder")
+    return json.loads(path.read_text())
+
+
+def correct(row: str, results: str | Path | None = None) -> np.ndarray | None:
+    """Per-image correctness [seeds, draws, images] of round 2's MNIST row ``row`` (e.g. ``"r2_sequential"``,
+    ``"r2_joint_C0.01"``) on its 5 shared test draws, from its saved predictions; None if any seed is missing."""
+    folder = Path(results or results_dir()) / "round2" / "predictions"
+    paths = [folder / f"{row}_s{s}.npz" for s in SEEDS]
+    if not all(p.is_file() for p in paths):
+        return None
+    labels = data.load_mnist("test").labels.numpy()
+    return np.stack([np.load(p)["test"] == labels[None, :] for p in paths])

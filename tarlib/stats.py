@@ -7,12 +7,22 @@ images share.  One set of image resamples can serve many comparisons at once
 :func:`holm` corrects a family of such tests.  The study uses them for its protocols'
 tests (``results/PROTOCOL.md``) and for the robustness of section 7 (differences of
 accuracy drops, image by image).
+
+The course's one rule for "A is better than B" (notebook 04) is :func:`compare`, and
+:func:`compare_family` for several claims in one table:
+
+- a difference is *resolved* when the paired bootstrap interval over test images
+  (seed-mean of per-image scores on shared draws, 10,000 resamples) excludes 0 at 95 %
+  (at its Holm level in a family) and every seed's difference has the same sign;
+- a comparison of single-seed rows gets no verdict: one seed does not include training variance;
+- choices behind the compared rows must be made on validation data: that is the caller's part.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as _stats
@@ -136,3 +146,83 @@ def one_sided_t(differences: np.ndarray, level: float = 0.95) -> dict[str, float
     critical = float(_stats.t.ppf(level, d.size - 1))
     t = math.inf if se == 0 and d.mean() > 0 else (float(d.mean()) / se if se > 0 else 0.0)
     return {"mean": float(d.mean()), "se": se, "t": t, "critical": critical, "significant": t > critical}
+
+
+RULE = ("resolved: the paired bootstrap interval over test images (10,000 resamples) excludes 0 at 95 % "
+        "(Holm-corrected in a table of several) and every seed agrees in sign")
+ONE_SEED = "one seed: training variance not included"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The rule's answer for one comparison of A with B (differences A − B; scores such as correctness in [0, 1])."""
+
+    mean: float  # per image: mean over seeds and draws of A − B; then over images
+    low: float
+    high: float
+    level: float  # of the interval: 0.95, or the Holm level in a family
+    per_seed: tuple[float, ...]
+    resolved: bool | None  # None: one seed, no verdict
+
+    @property
+    def text(self) -> str:
+        """``resolved: A better`` / ``resolved: B better`` / ``not resolved`` / the one-seed label."""
+        if self.resolved is None:
+            return ONE_SEED
+        return ("resolved: A better" if self.mean > 0 else "resolved: B better") if self.resolved else "not resolved"
+
+    def points(self) -> str:
+        """The difference and its interval in percentage points, e.g. ``+0.04 pp [−0.01, +0.10]`` (its level
+        added when it is not 95 %, as in a Holm-corrected family)."""
+        level = "" if abs(self.level - 0.95) < 1e-12 else f" at {100 * self.level:g} %"
+        return f"{100 * self.mean:+.2f} pp [{100 * self.low:+.2f}, {100 * self.high:+.2f}]{level}"
+
+
+def _per_image(scores: np.ndarray, what: str) -> np.ndarray:
+    """Scores as [seeds, draws, images]: [images] is one seed and one draw, [seeds, images] one draw per seed."""
+    a = np.asarray(scores, dtype=float)
+    if a.ndim not in (1, 2, 3) or a.size == 0:
+        raise ValueError(f"{what}: expected scores shaped [images], [seeds, images] or [seeds, draws, images], got {a.shape}")
+    return a.reshape({1: (1, 1, -1), 2: (a.shape[0], 1, -1), 3: a.shape}[a.ndim])
+
+
+def compare_family(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], alpha: float = 0.05,
+                   n_resamples: int = 10_000, seed: int = 0) -> dict[str, Verdict]:
+    """The course's rule (module docstring) for several comparisons (A, B) on the same test images.
+
+    Each A and B holds per-image scores as [seeds, draws, images] (or [seeds, images], or [images]
+    for one seed), seeds paired.  One set of image resamples serves every comparison
+    (:func:`bootstrap_means`); Holm's correction (:func:`holm`) over the comparisons that have more
+    than one seed sets each one's interval level.
+    """
+    diffs, seeds = {}, {}
+    for name, (a, b) in pairs.items():
+        a, b = _per_image(a, f"{name}: A"), _per_image(b, f"{name}: B")
+        if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[2]:
+            raise ValueError(f"{name}: A and B need the same seeds and images, got {a.shape} and {b.shape}")
+        diffs[name] = a.mean(axis=(0, 1)) - b.mean(axis=(0, 1))
+        seeds[name] = tuple(float(x) for x in a.mean(axis=(1, 2)) - b.mean(axis=(1, 2)))
+    resampled = bootstrap_means(diffs, n_resamples, seed)
+    tested = [k for k in pairs if len(seeds[k]) > 1]
+    corrected = holm({k: bootstrap_p(resampled[k]) for k in tested}, alpha) if tested else {}
+    out = {}
+    for name in pairs:
+        level = float(corrected[name]["level"]) if name in corrected else 1 - alpha
+        low, high = interval(resampled[name], level)
+        agree = all(d > 0 for d in seeds[name]) or all(d < 0 for d in seeds[name])
+        resolved = None if name not in corrected else bool((low > 0 or high < 0) and agree)
+        out[name] = Verdict(float(diffs[name].mean()), low, high, level, seeds[name], resolved)
+    return out
+
+
+def detectable_effect(diff: np.ndarray, level: float = 0.95, power: float = 0.8) -> float:
+    """The smallest true mean difference that a paired test at ``level`` finds with probability ``power``,
+    for per-image differences like ``diff`` (normal approximation: (z_{(1+level)/2} + z_power) · sd / √n)."""
+    d, _ = _paired(diff, diff, "detectable_effect")
+    z = float(_stats.norm.ppf((1 + level) / 2) + _stats.norm.ppf(power))
+    return z * float(d.std(ddof=1)) / math.sqrt(d.size)
+
+
+def compare(a: np.ndarray, b: np.ndarray, n_resamples: int = 10_000, seed: int = 0, level: float = 0.95) -> Verdict:
+    """The course's rule for one comparison of A with B (see :func:`compare_family` for the shapes)."""
+    return compare_family({"A − B": (a, b)}, 1 - level, n_resamples, seed)["A − B"]

@@ -292,7 +292,7 @@ def train(
     max_steps_this_call: int | None = None,
     stop_at: int | None = None,
     warmup: int = 0,
-    clip: str = "joint",
+    clip: str = "separate",
     balanced: bool = False,
     balance_every: int = 20,
     callback: Callable[[int, dict[str, float]], None] | None = None,
@@ -325,7 +325,8 @@ def train(
     t is lr·min(1, (t + 1)/warmup)·(1 + cos(π t/steps))/2).  ``clip="joint"``
     clips the norm of all trained parameters' gradient to 1; ``"separate"`` clips
     R's and T's gradients to 1 each, so that a large ℓ_X gradient on R cannot shrink
-    T's step.  ``balanced`` (joint only) balances the two terms of eq. (18) by
+    T's step; it is the default since v0.3.0 (notebook 04 shows the pitfall of
+    ``"joint"``, which rounds 1 and 2 used wherever they name no clipping).  ``balanced`` (joint only) balances the two terms of eq. (18) by
     their gradient norms on R, measured every ``balance_every`` steps.
 
     Returns ``{"step", "finished", "history", "loss_state"}`` (the balanced loss's

@@ -355,3 +355,38 @@ def test_round2_export_publishes_and_never_trains(tmp_path: Path, monkeypatch: p
     argv = ["--round", "2", "--export-weights", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path)]
     assert cli.main(argv) == 0
     assert calls == ["publish"]
+
+
+def test_old_rounds_keep_the_clipping_they_ran_with(tmp_path: Path, monkeypatch) -> None:
+    """v0.3.0 made ``clip="separate"`` the default of ``training.train`` and of the experiments CLI.  Rows of
+    rounds 1 and 2 that name no clipping ran with "joint": they pin it, so that every regenerated command
+    parses to the clipping its record holds (round 1's records hold none: the old default)."""
+    import inspect
+
+    from tarlib.study import round1
+    from tarlib.study.registry import load_choices, load_record
+
+    assert inspect.signature(training.train).parameters["clip"].default == "separate"
+    assert experiments.parse_args(["mnist", "--out", str(tmp_path / "x")]).clip == "separate"
+    monkeypatch.chdir(tmp_path)  # the rows' --protocol files, relative to the checkout
+    for path in (protocol.PROTOCOL_FILE, Path("results/round3/PROTOCOL.md")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("a protocol\n")
+    choices = load_choices(RESULTS)
+    old = {"round 2": (protocol.rows(choices)[0] + protocol.seg_rows(choices)[0] + protocol.mu_stage_rows(), RESULTS),
+           "round 1": (round1.build_rows()[0], ROOT / "results")}
+    checked = 0
+    for label, (rows, folder) in old.items():
+        for row in rows:
+            for dep in row.deps:
+                (tmp_path / dep).mkdir(exist_ok=True)
+                for part in ("R.pt", "T.pt"):
+                    (tmp_path / dep / part).touch()
+            clip = experiments.parse_args(row.argv(tmp_path)).clip
+            record = load_record(folder, row.name)
+            if record is not None:
+                assert clip == record["config"].get("clip", evaluation.OLD_CLIP), (label, row.name)
+                checked += 1
+            if label == "round 1":
+                assert clip == "joint", row.name
+    assert checked >= 60, checked  # round 2's 63 records and round 1's

@@ -74,3 +74,62 @@ def test_paired_t_matches_scipy() -> None:
     assert out["df"] == 2 and out["low"] < d.mean() < out["high"]
     assert out["high"] - d.mean() == pytest.approx(scipy_stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3))
     assert stats.paired_t(np.array([0.2, 0.2]))["t"] == np.inf
+
+
+def _pair(better: int, worse: int, n: int = 2000, seeds: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image correctness [seeds, images]: B right on every image but the last ``better`` (where A is right
+    instead), A wrong on the first ``worse`` (where B is right), in every seed."""
+    a, b = np.ones((seeds, n)), np.ones((seeds, n))
+    b[:, n - better:] = 0
+    a[:, :worse] = 0
+    return a, b
+
+
+def test_the_course_rule_resolves_a_clear_difference_and_labels_one_seed() -> None:
+    clear = stats.compare(*_pair(120, 20))
+    assert clear.resolved and clear.text == "resolved: A better" and clear.low > 0
+    assert clear.mean == pytest.approx(0.05) and clear.per_seed == pytest.approx((0.05,) * 3)
+    assert stats.compare(*_pair(20, 120)).text == "resolved: B better"
+    one = stats.compare(*_pair(120, 20, seeds=1))
+    assert one.resolved is None and one.text == stats.ONE_SEED and one.low > 0  # an interval, but no verdict
+    assert stats.compare(*_pair(30, 30)).text == "not resolved"
+    assert clear.points() == f"+5.00 pp [{100 * clear.low:+.2f}, {100 * clear.high:+.2f}]"
+
+
+def test_the_course_rule_needs_every_seed_to_agree() -> None:
+    a, b = _pair(150, 10)
+    b[2] = a[2] + 0  # seed 2: no difference at all; seeds 0 and 1 carry a large one
+    b[2, :40] = 1
+    a[2, :40] = 0  # seed 2 now favours B
+    verdict = stats.compare(a, b)
+    assert verdict.low > 0 and min(verdict.per_seed) < 0 and verdict.resolved is False
+
+
+def test_holm_in_a_table_of_claims_can_undo_a_verdict_that_stands_alone() -> None:
+    borderline = _pair(45, 25)  # p ≈ 0.02: resolved at 95 %, not at Holm's 98.75 % among four
+    alone = stats.compare(*borderline)
+    assert alone.resolved and alone.level == 0.95
+    family = stats.compare_family({"borderline": borderline, **{f"null {i}": _pair(30, 30) for i in range(3)}})
+    assert family["borderline"].level == pytest.approx(1 - 0.05 / 4) and family["borderline"].resolved is False
+    assert family["borderline"].mean == alone.mean and family["null 0"].text == "not resolved"
+
+
+def test_the_course_rule_says_what_it_expected() -> None:
+    with pytest.raises(ValueError, match="same seeds and images"):
+        stats.compare(np.ones((3, 10)), np.ones((2, 10)))
+    with pytest.raises(ValueError, match=r"expected scores shaped \[images\]"):
+        stats.compare(np.ones((1, 1, 1, 4)), np.ones(4))
+    draws = stats.compare(np.ones((3, 5, 100)), np.zeros((3, 5, 100)))  # [seeds, draws, images]
+    assert draws.mean == 1 and draws.resolved
+
+
+def test_the_detectable_effect_shrinks_with_the_square_root_of_the_images() -> None:
+    rng = np.random.default_rng(0)
+    diff = rng.choice([-1.0, 0.0, 1.0], p=[0.02, 0.96, 0.02], size=10_000)
+    mde = stats.detectable_effect(diff)
+    assert mde == pytest.approx((1.959964 + 0.841621) * diff.std(ddof=1) / 100, rel=1e-5)
+    assert stats.detectable_effect(np.tile(diff, 4)) == pytest.approx(mde / 2, rel=1e-3)
+    # simulated: a true effect of that size is found about 80 % of the time
+    found = [stats.paired_t(rng.choice([-1.0, 0.0, 1.0], p=[0.02 - mde / 2, 0.96, 0.02 + mde / 2], size=10_000))
+             ["p_value"] < 0.05 for _ in range(400)]
+    assert 0.72 < np.mean(found) < 0.88

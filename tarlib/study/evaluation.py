@@ -27,6 +27,7 @@ DRAW_SEED, TEST_DRAWS, VAL_DRAWS = 20261130, 5, 3  # results/PROTOCOL.md, *Evalu
 # that time; its JSON files have no "mu".  Its MNIST rows pin it (tarlib.study.round1), so
 # that rerunning round 1 means what it meant, and readers of its files use it.
 ROUND1_MU = 0.1
+OLD_CLIP = "joint"  # the clipping of every run that names none, before v0.3.0 made "separate" the default
 
 
 def draw_seed(split: str, d: int) -> int:

@@ -9,7 +9,7 @@ table.  :func:`select` orders rows so that every row runs after the rows it star
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,11 @@ class Row:
     @property
     def deps(self) -> tuple[str, ...]:
         return tuple(d for d in (self.init_reconstruction, self.init_task) if d is not None)
+
+    def pinned(self, option: str, value: str) -> Row:
+        """This row with ``option value`` added unless it names ``option``: a default that changed since the
+        row's round ran stays what it was when it ran (e.g. ``--clip joint`` for rounds 1 and 2)."""
+        return self if option in self.args else replace(self, args=(*self.args, option, value))
 
     def argv(self, runs: Path, fast: bool = False, extra: tuple[str, ...] = ()) -> list[str]:
         """The command line of this row for :func:`tarlib.experiments.main`."""

@@ -23,7 +23,7 @@ from typing import Any
 
 from tarlib import experiments, pretrained
 from tarlib.config import atomic_write
-from tarlib.study.evaluation import ROUND1_MU
+from tarlib.study.evaluation import OLD_CLIP, ROUND1_MU
 from tarlib.study.registry import Entry, Row, Table, load_record, number
 from tarlib.study.tables import PAPER_TABLE1, mean_std, paper_comparison, save_figure, verdict_table
 
@@ -63,8 +63,8 @@ def build_rows(seeds: int = SEEDS) -> tuple[list[Row], list[Table]]:
         names = _seeded(name, n_seeds)
         if experiment == "mnist":  # round 1 ran at the μ of its time (evaluation.ROUND1_MU)
             args = (*args, "--mu", number(ROUND1_MU))
-        for s, n in enumerate(names):
-            rows.append(Row(n, experiment, tuple(args), seed=s, steps=STEPS[steps], **init))
+        for s, n in enumerate(names):  # and with the clipping of its time (evaluation.OLD_CLIP)
+            rows.append(Row(n, experiment, tuple(args), seed=s, steps=STEPS[steps], **init).pinned("--clip", OLD_CLIP))
         return tuple(names)
 
     # section 5.1, Table 1: R pre-trained on ℓ_X (eq. (4)), T on true images (eq. (5))

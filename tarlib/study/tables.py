@@ -21,6 +21,7 @@ PAPER_TABLE1: dict[str | float, tuple[float, float | None, float]] = {
     0.999: (96.61, 9.0, 0.108),
     "true": (97.76, None, 0.088),
 }
+PAPER_BEST_C = max((k for k in PAPER_TABLE1 if not isinstance(k, str)), key=lambda k: PAPER_TABLE1[k][0])  # 0.5
 VERDICTS = {None: "not run yet", True: "met", False: "**missed**"}
 
 

@@ -105,13 +105,14 @@ def pretrain_R_row(mu: float, seed: int) -> Row:
     """R_s: 8,000 steps on ℓ_X (eq. (4)) for the data model with attenuation scale μ."""
     return Row(f"r2_pretrain_R_mu{number(mu)}_s{seed}", "mnist",
                ("--strategy", "pretrain_reconstruction", "--mu", number(mu), *PROTOCOL_ARGS),
-               seed=seed, steps=STEPS["pretrain_R"], eval_every=MU_EVAL_EVERY)
+               seed=seed, steps=STEPS["pretrain_R"], eval_every=MU_EVAL_EVERY).pinned("--clip", evaluation.OLD_CLIP)
 
 
 def pretrain_T_row(mu: float, seed: int) -> Row:
     """T_s: 3,000 steps on true images (eq. (5)); its record also evaluates T_s ∘ R_s."""
     return Row(f"r2_pretrain_T_s{seed}", "mnist", ("--strategy", "pretrain_task", "--mu", number(mu), *PROTOCOL_ARGS),
-               seed=seed, steps=STEPS["pretrain_T"], init_reconstruction=pretrain_R_row(mu, seed).name)
+               seed=seed, steps=STEPS["pretrain_T"],
+               init_reconstruction=pretrain_R_row(mu, seed).name).pinned("--clip", evaluation.OLD_CLIP)
 
 
 def mu_stage_rows() -> list[Row]:
@@ -120,7 +121,13 @@ def mu_stage_rows() -> list[Row]:
 
 
 def rows(choices: dict[str, Any]) -> tuple[list[Row], list[str]]:
-    """The rows that the choices made so far determine, and what the others still wait for."""
+    """The rows that the choices made so far determine, and what the others still wait for; a row that
+    names no clipping ran with the old default (``evaluation.OLD_CLIP``) and keeps it."""
+    found, pending = _rows(choices)
+    return [r.pinned("--clip", evaluation.OLD_CLIP) for r in found], pending
+
+
+def _rows(choices: dict[str, Any]) -> tuple[list[Row], list[str]]:
     if "mu" not in choices:
         return [], ["μ (stage mu: mu_stage_rows())"]
     mu = choices["mu"]["chosen"]
@@ -315,7 +322,12 @@ def choose_seg_steps(curves: list[list[dict[str, float]]]) -> dict[str, Any]:
 
 
 def seg_rows(choices: dict[str, Any]) -> tuple[list[Row], list[str]]:
-    """The segmentation rows of the protocol that the choices made so far determine."""
+    """The segmentation rows of the protocol that the choices made so far determine (clipping pinned as in :func:`rows`)."""
+    found, pending = _seg_rows(choices)
+    return [r.pinned("--clip", evaluation.OLD_CLIP) for r in found], pending
+
+
+def _seg_rows(choices: dict[str, Any]) -> tuple[list[Row], list[str]]:
     common = ("--unet-norm", "group", "--protocol", str(PROTOCOL_FILE))
     both = ("--clip", "separate")
     first = {"steps": SEG_FIRST_STEPS, "eval_every": SEG_EVAL_EVERY}

@@ -118,10 +118,11 @@ def pretrain_rows(design: Design) -> list[Row]:
     out = [row for s in retrained for row in (round2.pretrain_R_row(MU, s), round2.pretrain_T_row(MU, s))]
     for level in ("rank16", "small"):
         out += [Row(f"r3_pretrain_R_{level}_s{s}", "mnist",
-                    ("--strategy", "pretrain_reconstruction", "--recon", R_LEVELS[level], *COMMON),
+                    ("--strategy", "pretrain_reconstruction", "--recon", R_LEVELS[level], "--clip", "separate", *COMMON),
                     seed=s, steps=design.steps["pretrain_R"], eval_every=250 if design is FULL else None)
                 for s in design.seeds]
-    out += [Row(pre_T("linear", s), "mnist", ("--strategy", "pretrain_task", "--task-net", "linear", *COMMON), seed=s,
+    out += [Row(pre_T("linear", s), "mnist", ("--strategy", "pretrain_task", "--task-net", "linear", "--clip", "separate",
+                                              *COMMON), seed=s,
                 steps=design.steps["pretrain_T"], init_reconstruction=full_R(s)) for s in design.seeds]
     return out
 
