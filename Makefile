@@ -39,10 +39,11 @@ $(STAMP): pyproject.toml
 	@$(PY) -c "import tarlib, torch, odl; print('tarlib', tarlib.__version__, '| torch', torch.__version__, '| odl', odl.__version__)"
 	@touch $(STAMP)
 
+# Two pytest workers, one torch thread each, a file (or notebook) per worker at a time (pytest-xdist).
 test: venv
-	TARLIB_FAST=$(FAST) TQDM_DISABLE=1 $(PY) -m pytest tests notebooks -m "not browser and not book" \
+	OMP_NUM_THREADS=1 TARLIB_FAST=$(FAST) TQDM_DISABLE=1 $(PY) -m pytest tests notebooks -m "not browser and not book" \
 	  --nbval-lax --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg \
-	  --nbval-cell-timeout=600 -q
+	  --nbval-cell-timeout=600 -q -n 2 --dist loadfile
 
 book: venv
 	rm -rf _build/html

