@@ -279,6 +279,25 @@ def grey_white_contrast(recon: np.ndarray, x: np.ndarray, z: np.ndarray, white_l
     return float((recon[white].mean() - recon[grey].mean()) / (x[white].mean() - x[grey].mean()))
 
 
+def grey_white_cnr(image: np.ndarray, x: np.ndarray, z: np.ndarray, white_level: float = 0.75) -> float:
+    """Contrast-to-noise ratio of white against grey matter in ``image``: the difference of the two tissues'
+    mean intensities over their pooled standard deviation, √((var_white + var_grey)/2).
+
+    Tissues as in :func:`grey_white_contrast` (grey: the mask ``z``; white: other pixels whose true
+    intensity ``x`` is at least ``white_level``).  Unlike that relative difference it is scale-free: it
+    does not change when ``image`` is shifted or multiplied by a positive factor, which a reconstruction
+    trained with a small C is free to do; a negative factor flips its sign.
+    """
+    if not image.shape == x.shape == z.shape:
+        raise ValueError(f"image, x and z need one shape, got {image.shape}, {x.shape}, {z.shape}")
+    grey, white = z == 1, (z == 0) & (x >= white_level)
+    if not grey.any() or not white.any():
+        raise ValueError("no grey-matter or no white-matter pixels: check z and white_level")
+    image = np.asarray(image, dtype=np.float64)
+    spread = np.sqrt((image[white].var() + image[grey].var()) / 2)
+    return float((image[white].mean() - image[grey].mean()) / spread)
+
+
 def plot_seg_metrics(runs: Mapping[str, Sequence[Mapping[str, Any]]],
                      metrics: Sequence[str] = ("dice", "iou", "psnr")) -> Figure:
     """Test metrics of the segmentation runs (``course_runs("seg_")``: name → records over seeds)

@@ -167,9 +167,13 @@ class Verdict:
     @property
     def text(self) -> str:
         """``resolved: A better`` / ``resolved: B better`` / ``not resolved`` / the one-seed label."""
+        return self.describe()
+
+    def describe(self, a: str = "A", b: str = "B") -> str:
+        """:attr:`text` with the two sides named, e.g. ``resolved: C = 0.01 better``."""
         if self.resolved is None:
             return ONE_SEED
-        return ("resolved: A better" if self.mean > 0 else "resolved: B better") if self.resolved else "not resolved"
+        return (f"resolved: {a} better" if self.mean > 0 else f"resolved: {b} better") if self.resolved else "not resolved"
 
     def points(self) -> str:
         """The difference and its interval in percentage points, e.g. ``+0.04 pp [−0.01, +0.10]`` (its level

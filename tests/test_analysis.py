@@ -88,6 +88,14 @@ def test_contrast_helpers() -> None:
         analysis.contrast_window(x, 50, 10)
     with pytest.raises(ValueError, match="one shape"):
         analysis.grey_white_contrast(x, x[:4], z)
+    # the contrast-to-noise ratio ignores shifts and positive scales, which the relative difference does not
+    noisy = x + np.random.default_rng(0).normal(0, 0.05, x.shape)
+    cnr = analysis.grey_white_cnr(noisy, x, z)
+    assert cnr > 0 and analysis.grey_white_cnr(3 * noisy + 7, x, z) == pytest.approx(cnr)
+    assert analysis.grey_white_cnr(-noisy, x, z) == pytest.approx(-cnr)
+    assert analysis.grey_white_contrast(3 * noisy + 7, x, z) == pytest.approx(3 * analysis.grey_white_contrast(noisy, x, z))
+    with pytest.raises(ValueError, match="one shape"):
+        analysis.grey_white_cnr(x, x[:4], z)
 
 
 def test_plot_seg_metrics() -> None:

@@ -285,6 +285,8 @@ class TestLocalRay:
     def test_same_results_as_the_local_executor_and_ctrl_c_keeps_the_checkpoints(self, reference, tmp_path,
                                                                                  capsys) -> None:
         runs, args = tmp_path / "runs", ("--round", "0", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path))
+        # a pytest-xdist worker ignores SIGINT, and then interrupt_main() does nothing: restore Python's handler
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         done = threading.Event()
         watcher = _interrupt_at_first_checkpoint(runs, done)
         try:
@@ -292,6 +294,7 @@ class TestLocalRay:
         finally:
             done.set()
             watcher.join()
+            signal.signal(signal.SIGINT, previous)
         assert "interrupted: the running rows were cancelled; their checkpoints stay in" in capsys.readouterr().err
         kept = sorted(p.parent.name for p in runs.glob("*/checkpoint.pt"))
         assert kept and not list(runs.glob("**/*lock.json"))  # cancelled rows released their locks

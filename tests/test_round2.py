@@ -209,7 +209,8 @@ def test_fast_round2_pipeline_makes_its_choices_on_validation_and_resumes(tmp_pa
     targets = (results / "targets.md").read_text()
     assert "| 1. best joint C beats sequential" in targets and ("met" in targets or "missed" in targets)
     paired = (results / "paired.md").read_text().splitlines()
-    e2e, joint = (next(line for line in paired if line.startswith(f"| {label} |")) for label in ("end-to-end", "joint, C = 0.5"))
+    e2e, joint = (next(line for line in paired if line.startswith(f"| {label} against sequential |"))
+                  for label in ("end-to-end", "joint, C = 0.5"))
     assert "[" in e2e and e2e.endswith("| no |") and joint.endswith("| yes |")  # best C = 0.5: the pre-registered line
     assert len(paired) == 4 and "| 96.01 |" in (results / "comparison.md").read_text()
 

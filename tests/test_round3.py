@@ -141,6 +141,9 @@ def test_statistics_of_a_constructed_round(tmp_path: Path) -> None:
     assert interaction["estimate"] == pytest.approx(-0.1)  # [0 − 0.1] − [0 − 0]
     targets = {t[:2]: v for t, _, v in round3_tables.targets(results, a)}
     assert targets["1."] is True and targets["2."] is True
+    (results / "shared_sittings.json").write_text(json.dumps({"r3_x": [{"start_utc": "…", "reason": "tests beside it"}]}))
+    time_row = [m for t, m, _ in round3_tables.targets(results, a) if t.startswith("4.")][0]
+    assert "1 sitting(s) shared the cores with other work" in time_row  # flagged, as the protocol asks
     _fake_round(tmp_path / "tie", {})
     a = round3_tables.analysis(tmp_path / "tie")
     assert not a["contrasts"][next(iter(round3_tables.CONTRASTS))]["rejected"]

@@ -149,26 +149,35 @@ def comparison(results: Path, choices: dict[str, Any], a: str, b: str = "r2_sequ
 
 
 def paired_table(results: Path, choices: dict[str, Any]) -> str:
-    """The protocol's paired test of target 1 for every three-seed row against sequential.
+    """The protocol's paired test of target 1 for every three-seed row against sequential, and the best C
+    against the paper's C = 0.5, each also under the course's rule (:func:`tarlib.stats.compare`).
 
-    Only the best C's line is pre-registered (target 1); end-to-end and C = 0.5 get the same
-    statistics as a description of how far apart the strategies are.
+    Only the best C's line against sequential is pre-registered (target 1); the others describe how far
+    apart the strategies are with the same statistics.  McNemar's exact test is counted over all 15 seed ×
+    draw pairs (descriptive only).
     """
     best = choices.get("best_C", {}).get("C")
-    families = [("end-to-end", "r2_end_to_end", False), ("joint, C = 0.5", "r2_joint_C0.5", best == 0.5)]
+    families = [("end-to-end", "sequential", "r2_end_to_end", "r2_sequential", False),
+                ("joint, C = 0.5", "sequential", "r2_joint_C0.5", "r2_sequential", best == 0.5)]
     if best is not None and best != 0.5:
-        families.append((f"joint, best C = {number(best)}", f"r2_joint_C{number(best)}", True))
-    lines = ["| against sequential | difference (pp) | 95 % bootstrap interval (pp) | per seed (pp) "
-             "| McNemar p, seed 0, draw 0 | pre-registered (target 1) |", "|---|---:|---:|---|---:|---|"]
-    for label, family, registered in families:
-        stat = comparison(results, choices, family)
-        if stat is None:
-            lines.append(f"| {label} | — | — | — | — | {'yes' if registered else 'no'} |")
+        families += [(f"joint, best C = {number(best)}", "sequential", f"r2_joint_C{number(best)}", "r2_sequential", True),
+                     (f"joint, best C = {number(best)}", "joint, C = 0.5", f"r2_joint_C{number(best)}", "r2_joint_C0.5",
+                      False)]
+    labels = data.load_mnist("test").labels.numpy()
+    lines = ["| comparison | difference (pp) | 95 % bootstrap interval (pp) | per seed (pp) | the course's rule "
+             "| McNemar p < 0.05, of 15 seed × draw pairs | pre-registered (target 1) |",
+             "|---|---:|---:|---|---|---:|---|"]
+    for name_a, name_b, a, b, registered in families:
+        label = f"{name_a} against {name_b}"
+        pairs = [(_correct(results, f"{a}_s{s}", labels), _correct(results, f"{b}_s{s}", labels)) for s in protocol.SEEDS]
+        if any(v is None for pair in pairs for v in pair):
+            lines.append(f"| {label} | — | — | — | — | — | {'yes' if registered else 'no'} |")
             continue
-        b = stat["bootstrap"]
-        seeds = ", ".join(f"{p['difference_pp']:+.2f}" for p in stat["per_seed"])
-        lines.append(f"| {label} | {100 * b['mean']:+.2f} | [{100 * b['low']:+.2f}, {100 * b['high']:+.2f}] | {seeds} "
-                     f"| {stat['per_seed'][0]['mcnemar_draw0']['p_value']:.2f} | {'yes' if registered else 'no'} |")
+        verdict = stats.compare(np.stack([x for x, _ in pairs]), np.stack([y for _, y in pairs]))
+        mcnemar = [stats.mcnemar_exact(x[d], y[d])["p_value"] for x, y in pairs for d in range(x.shape[0])]
+        seeds = ", ".join(f"{100 * d:+.2f}" for d in verdict.per_seed)
+        lines.append(f"| {label} | {100 * verdict.mean:+.2f} | [{100 * verdict.low:+.2f}, {100 * verdict.high:+.2f}] "
+                     f"| {seeds} | {verdict.describe(name_a, name_b)} | {sum(p < 0.05 for p in mcnemar)} | {'yes' if registered else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -201,7 +210,9 @@ def targets(results: Path, choices: dict[str, Any]) -> list[tuple[str, str, bool
     runs = [load_record(results, n) for n in (_seeded(f"r2_joint_C{number(best)}") if best is not None else [])]
     if runs and all(r is not None for r in runs):
         acc = float(np.mean([_draw_mean(r, "test", "accuracy") for r in runs]))
-        out.append(("2. best joint C ≥ 97.0 % (paper 97.00 %), 3 seeds × 5 draws", f"{100 * acc:.2f} %", acc >= 0.97))
+        out.append(("2. best joint C ≥ 97.0 % (paper 97.00 %), 3 seeds × 5 draws",
+                    f"{100 * acc:.2f} % (sequential training reaches this level too: our classifier is stronger than "
+                    "the paper's, so the target does not separate the strategies)", acc >= 0.97))
     else:
         out.append(("2. best joint C ≥ 97.0 % (paper 97.00 %), 3 seeds × 5 draws", "—", None))
     seg_best = choices.get("seg_best_C", {}).get("C")
@@ -209,9 +220,10 @@ def targets(results: Path, choices: dict[str, Any]) -> list[tuple[str, str, bool
             load_record(results, f"r2_seg_sequential_s{s}")) for s in protocol.SEEDS]
     if all(j is not None and q is not None for j, q in seg):
         diffs = np.array([j["evaluation"]["test"]["dice"] - q["evaluation"]["test"]["dice"] for j, q in seg])
-        t = stats.one_sided_t(diffs)
+        t, two_sided = stats.one_sided_t(diffs), stats.paired_t(diffs)["p_value"]
         out.append(("3. segmentation: best joint C beats sequential in Dice (one-sided t, 2 df)",
-                    f"{t['mean']:+.4f} Dice, t = {t['t']:.2f} (critical {t['critical']:.2f}); per seed "
+                    f"{t['mean']:+.4f} Dice, t = {t['t']:.2f} (critical {t['critical']:.2f}; two-sided p = {two_sided:.3f}: "
+                    f"{'resolved' if two_sided < 0.05 else 'not resolved'} in either direction at 5 %); per seed "
                     + ", ".join(f"{d:+.4f}" for d in diffs), bool(t["significant"])))
     else:
         out.append(("3. segmentation: best joint C beats sequential in Dice (one-sided t, 2 df)", "—", None))

@@ -273,7 +273,10 @@ def targets(results: Path, a: dict[str, Any]) -> list[tuple[str, str, bool | Non
             True))
     hours, n = seconds(results)[0] / 3600, seconds(results)[1]
     budget = protocol.BUDGET_S / 3600
-    out.append((f"4. time: ≤ {budget:g} wall-hours on 2 cores", f"{hours:.2f} h in {n} records",
+    shared_file = results / "shared_sittings.json"
+    shared = sum(map(len, json.loads(shared_file.read_text()).values())) if shared_file.is_file() else 0
+    out.append((f"4. time: ≤ {budget:g} wall-hours on 2 cores", f"{hours:.2f} h in {n} records"
+                + (f"; {shared} sitting(s) shared the cores with other work (shared_sittings.json)" if shared else ""),
                 hours <= budget if complete(results, a) else None))
     return out
 
