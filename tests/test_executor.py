@@ -297,6 +297,11 @@ class TestLocalRay:
             signal.signal(signal.SIGINT, previous)
         assert "interrupted: the running rows were cancelled; their checkpoints stay in" in capsys.readouterr().err
         kept = sorted(p.parent.name for p in runs.glob("*/checkpoint.pt"))
+        # Ray resolves a cancelled task at once, while its worker still unwinds: the rows release their locks
+        # between two steps, within seconds (on a busy machine, up to CANCEL_WAIT_S)
+        deadline = time.monotonic() + executor.CANCEL_WAIT_S
+        while list(runs.glob("**/*lock.json")) and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert kept and not list(runs.glob("**/*lock.json"))  # cancelled rows released their locks
         assert _study(*args, "--executor", "ray") == 0  # resumes
         _assert_same(_records(tmp_path), reference)
