@@ -41,11 +41,12 @@ class Claim:
     ours: str
     rule: str
     reproduced: bool | None
-    verdict: str
+    undecided: str = "undecided"  # the verdict where ``reproduced`` is None: why no verdict is given
 
-
-def _verdict(reproduced: bool | None, undecided: str = "undecided") -> str:
-    return {True: "reproduced", False: "**not reproduced**", None: undecided}[reproduced]
+    @property
+    def verdict(self) -> str:
+        """The verdict column: reproduced, not reproduced, or why there is none."""
+        return {True: "reproduced", False: "**not reproduced**", None: self.undecided}[self.reproduced]
 
 
 def mean_metric(results: Path, name: str, metric: str, round: int | None = None) -> tuple[float, float] | None:
@@ -76,7 +77,7 @@ def _table1(results: Path) -> list[Claim]:
         out.append(Claim("section 5.1, Table 1", f"joint training ({label}) classifies better than sequential training",
                          paper, f"{verdict.points()} (3 seeds × 5 noise draws); {verdict.text}",
                          "the course's rule (notebook 04), Holm over this table's two comparisons",
-                         verdict.resolved is True and verdict.mean > 0, _verdict(verdict.resolved is True and verdict.mean > 0)))
+                         verdict.resolved is True and verdict.mean > 0))
     l2 = {name: mean_metric(results, f"mnist_{name}", "l2", 2) for name in ("sequential", "end_to_end", "joint_C0.5")}
     if all(l2.values()):
         seq_l2, e2e_l2, joint_l2 = (l2[k][0] for k in ("sequential", "end_to_end", "joint_C0.5"))
@@ -88,8 +89,7 @@ def _table1(results: Path) -> list[Claim]:
         out.append(Claim(
             "section 5.1, Table 1", "joint training (C = 0.5) reconstructs about as well as sequential",
             f"L2 {PAPER_TABLE1[0.5][1]} vs {PAPER_TABLE1['sequential'][1]}",
-            f"L2 {joint_l2:.1f} vs {seq_l2:.1f} (3 seeds each)", "L2 within 10 %", abs(joint_l2 / seq_l2 - 1) <= 0.1,
-            _verdict(abs(joint_l2 / seq_l2 - 1) <= 0.1)))
+            f"L2 {joint_l2:.1f} vs {seq_l2:.1f} (3 seeds each)", "L2 within 10 %", abs(joint_l2 / seq_l2 - 1) <= 0.1))
     return out
 
 
@@ -110,7 +110,7 @@ def _segmentation(results: Path) -> list[Claim]:
                   f"Dice {t['mean']:+.4f}, per seed {', '.join(f'{d:+.4f}' for d in diffs)}; t = {t['t']:.2f}, "
                   f"two-sided p = {t['p_value']:.3f}; {text}",
                   "round 2's pre-registered test: t over the 3 seeds (2 df), p < 0.05 and every seed agreeing",
-                  resolved and t["mean"] > 0, _verdict(resolved and t["mean"] > 0))]
+                  resolved and t["mean"] > 0)]
 
 
 def _robustness(results: Path) -> list[Claim]:
