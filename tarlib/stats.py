@@ -176,7 +176,7 @@ class Verdict:
     def points(self) -> str:
         """The difference and its interval in percentage points, e.g. ``+0.04 pp [−0.01, +0.10]`` (its level
         added when it is not 95 %, as in a Holm-corrected family)."""
-        level = "" if abs(self.level - 0.95) < 1e-12 else f" at {100 * self.level:g} %"
+        level = "" if abs(self.level - 0.95) < 1e-12 else f" at {100 * self.level:.4g} %"
         return f"{100 * self.mean:+.2f} pp [{100 * self.low:+.2f}, {100 * self.high:+.2f}]{level}"
 
 
