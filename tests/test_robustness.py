@@ -122,11 +122,11 @@ def test_verdicts_read_a_paired_interval_of_drop_differences() -> None:
     rng = np.random.default_rng(1)
     shifted = stats.paired_bootstrap(rng.choice([-1.0, 0.0, 1.0], p=[0.1, 0.6, 0.3], size=4000), 500)  # mean 0.2
     assert shifted["low"] < 0.2 < shifted["high"] and shifted["high"] - shifted["low"] < 0.05
-    assert robustness.verdict(shifted["low"], shifted["high"]) == "less robust"
-    assert robustness.verdict(-shifted["high"], -shifted["low"]) == "more robust"
+    assert robustness.verdict(shifted["low"], shifted["high"]) == "above 0: larger drop"
+    assert robustness.verdict(-shifted["high"], -shifted["low"]) == "below 0: smaller drop"
     centred = rng.choice([-1.0, 0.0, 1.0], size=4000)
     centred = stats.paired_bootstrap(centred - centred.mean(), 500)
-    assert robustness.verdict(centred["low"], centred["high"]) == "not resolved"
+    assert robustness.verdict(centred["low"], centred["high"]) == "contains 0"
 
 
 def test_evaluate_and_summarise_at_toy_size(tmp_path) -> None:
