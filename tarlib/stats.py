@@ -217,6 +217,20 @@ def compare_family(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], alpha: fl
     return out
 
 
+def effective_size(values: np.ndarray) -> float:
+    """How many independent values a sequence of correlated ones is worth (e.g. per-slice scores of neighbouring
+    slices of one brain): n (1 − ρ₁) / (1 + ρ₁), with ρ₁ the lag-1 autocorrelation (an AR(1) approximation;
+    n itself when ρ₁ ≤ 0)."""
+    x, _ = _paired(values, values, "effective_size")
+    if x.size < 3:
+        raise ValueError(f"effective_size needs at least 3 values in order, got {x.size}")
+    x = x - x.mean()
+    if not np.any(x):
+        raise ValueError("effective_size: the values are all equal, so their correlation is undefined")
+    rho = float((x[:-1] * x[1:]).sum() / (x * x).sum())
+    return float(x.size) if rho <= 0 else x.size * (1 - rho) / (1 + rho)
+
+
 def detectable_effect(diff: np.ndarray, level: float = 0.95, power: float = 0.8) -> float:
     """The smallest true mean difference that a paired test at ``level`` finds with probability ``power``,
     for per-image differences like ``diff`` (normal approximation: (z_{(1+level)/2} + z_power) · sd / √n)."""

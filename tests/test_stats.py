@@ -133,3 +133,17 @@ def test_the_detectable_effect_shrinks_with_the_square_root_of_the_images() -> N
     found = [stats.paired_t(rng.choice([-1.0, 0.0, 1.0], p=[0.02 - mde / 2, 0.96, 0.02 + mde / 2], size=10_000))
              ["p_value"] < 0.05 for _ in range(400)]
     assert 0.72 < np.mean(found) < 0.88
+
+
+def test_effective_size_counts_correlated_neighbours_as_fewer() -> None:
+    rng = np.random.default_rng(0)
+    independent = rng.normal(size=4000)
+    assert 3600 < stats.effective_size(independent) <= 4000
+    smooth = np.convolve(rng.normal(size=4003), np.ones(4) / 4, mode="valid")  # lag-1 correlation 3/4
+    assert abs(stats.effective_size(smooth) / 4000 - (1 - 0.75) / (1 + 0.75)) < 0.03
+    alternating = np.tile([1.0, -1.0], 10)  # negative correlation: no fewer than n
+    assert stats.effective_size(alternating) == 20
+    with pytest.raises(ValueError, match="at least 3"):
+        stats.effective_size(np.ones(2))
+    with pytest.raises(ValueError, match="all equal"):
+        stats.effective_size(np.ones(5))

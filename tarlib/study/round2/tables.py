@@ -297,9 +297,21 @@ def _slices(summary: dict[str, Any], metric: str) -> np.ndarray:
     return np.asarray(summary["evaluation"]["test_per_slice"][metric], dtype=float)
 
 
+def _seg_delta(results: Path, runs: dict[str, dict[str, Any]]) -> str:
+    """The Δ Dice cell: per test slice, a row's seed minus sequential's same seed, over the seeds whose two runs
+    trained for the same number of steps (a seed-0 run that set the step count ran longer than the others)."""
+    pairs = [(r, q) for n, r in runs.items() if (q := load_record(results, f"r2_seg_sequential_s{n.rsplit('_s', 1)[1]}"))]
+    diffs = [_slices(r, "dice") - _slices(q, "dice") for r, q in pairs if r["config"]["steps"] == q["config"]["steps"]]
+    left = len(pairs) - len(diffs)
+    note = f"; {left} at other steps than sequential's left out" if left else ""
+    if not diffs:
+        return f"— (steps differ from sequential's{' same seed' if pairs else ''})"
+    return f"{np.mean(diffs):+.4f} ({len(diffs)} seed{'s' if len(diffs) > 1 else ''} × 13 slices{note})"
+
+
 def seg_table(results: Path, choices: dict[str, Any]) -> str:
     """Segmentation rows as Markdown: test Dice, IoU, PSNR (mean ± std over seeds), the paired per-slice
-    Dice difference to sequential (same seed, mean over the 13 test slices and the seeds), seed 0's validation
+    Dice difference to sequential (same seed and steps, mean over the 13 test slices and the seeds), seed 0's validation
     Dice at its last step (what chooses the best C) and task's share of R's gradient, and which row is best."""
     lines = ["| method | Dice | IoU | PSNR (dB) | Δ Dice vs sequential, paired per slice | seeds | steps "
              "| validation Dice, seed 0 | task's share of R's gradient, seed 0 |",
@@ -314,9 +326,7 @@ def seg_table(results: Path, choices: dict[str, Any]) -> str:
             continue
         cells = [mean_std([r["evaluation"]["test"].get(m) for r in runs.values()], d) for m, d in
                  (("dice", 3), ("iou", 3), ("psnr", 2))]
-        diffs = [_slices(r, "dice") - _slices(seq, "dice") for n, r in runs.items()
-                 if (seq := load_record(results, f"r2_seg_sequential_s{n.rsplit('_s', 1)[1]}")) is not None]
-        delta = "—" if not diffs or "sequential" in label else f"{np.mean(diffs):+.4f} ({len(diffs)} seed{'s' if len(diffs) > 1 else ''} × 13 slices)"
+        delta = "—" if "sequential" in label else _seg_delta(results, runs)
         steps = sorted({r["config"]["steps"] for r in runs.values()})
         first = runs.get(names[0])
         seed0 = ["—", "—"] if first is None else [f"{first['validation'][-1]['dice']:.3f}",
