@@ -132,7 +132,7 @@ def test_the_book_has_pages() -> None:
 def test_notebooks_display_markdown_tables() -> None:
     """The table check below is not empty: Table 1, the claims and the robustness tables are there."""
     pages = {p for p in PAGES if notebook_tables(p)}
-    assert {p for p in PAGES if p.startswith(("notebooks/04_", "notebooks/09_", "notebooks/10_"))} <= pages, pages
+    assert {p for p in PAGES if p.startswith(("notebooks/04_", "notebooks/09_", "notebooks/11_"))} <= pages, pages
     assert markdown_tables("| a | *b* |\n|---|---:|\n| 1 | 2 |\n\n| c |\n|:-:|\n") == [["a", "*b*"], ["c"]]
     assert words(["*b*", "the paper's"]) == words(["b", "the paper’s"]) == ["b", "thepapers"]
     assert _RAW_PIPE_LINE.fullmatch("| method | accuracy (%) |") and not _RAW_PIPE_LINE.fullmatch("|x| is small")
