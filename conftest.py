@@ -40,7 +40,8 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """After an nbval run: each notebook's run time, their sum and the budget (tools/notebook_times.py)."""
+    """After an nbval run: each notebook's run time, their sum and the budget (tools/notebook_times.py; reported
+    here, while CI fails over budget on the book build's times)."""
     if not _NOTEBOOK_SECONDS:
         return
     times = _tool("notebook_times")
