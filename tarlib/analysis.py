@@ -5,7 +5,7 @@
 - :func:`plot_strategies`, :func:`figure2_digits`  the paper's Figure 2: reconstructions and class
   probabilities, on the first and the hardest digits
 - :func:`write_seg_outputs` / :func:`read_seg_outputs`  test-slice outputs of the
-  segmentation models (Figure 3), ``results/seg_outputs.npz``
+  segmentation models (Figure 3), round 2's in ``results/round2/seg_outputs.npz``
 - :func:`contrast_window`    a per-image grey window from percentiles
 - :func:`plot_seg_panel`, :func:`grey_white_contrast`, :func:`plot_seg_metrics`  Figure 3
   and the segmentation metrics against C
@@ -169,9 +169,10 @@ def write_seg_outputs(
     - ``rows`` (names, in the order given) and ``C`` [rows] float (nan: not joint);
     - per row, ``recon_<row>`` = R(y) and ``prob_<row>`` = T(R(y))(grey matter), [S, H, W] float16.
 
-    The course's file was made from the published models with::
+    The course's file, ``results/round2/seg_outputs.npz``, is written when round 2 is published
+    (``python -m tarlib.reproduce --round 2 --export-weights``); for published models::
 
-        python -m tarlib.analysis seg_sequential seg_joint_C0.5 --out results/seg_outputs.npz
+        python -m tarlib.analysis seg_sequential seg_joint_C0.5 --out seg_outputs.npz
     """
     if not models:
         raise ValueError("write_seg_outputs needs at least one model")
@@ -349,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tarlib.analysis",
                                      description=write_seg_outputs.__doc__.splitlines()[0])
     parser.add_argument("names", nargs="+", help="published segmentation models (tarlib.pretrained.names())")
-    parser.add_argument("--out", required=True, help="the .npz to write, e.g. results/seg_outputs.npz")
+    parser.add_argument("--out", required=True, help="the .npz to write, e.g. seg_outputs.npz")
     return parser
 
 

@@ -1,7 +1,7 @@
 """``python -m tarlib.robustness``: the published models on other doses and angles (section 7).
 
 The code lives in the study (:mod:`tarlib.study.robustness`); this entry point keeps the
-command recorded in ``results/robustness.json`` and the docs runnable.
+command recorded in ``results/round2/robustness.json`` and the docs runnable.
 """
 
 import sys

@@ -14,6 +14,7 @@ build records each cell's timestamps, and a pause between two cells must stay wi
 from __future__ import annotations
 
 import configparser
+import importlib.util
 import re
 import sys
 from collections import defaultdict
@@ -115,17 +116,36 @@ def test_comparison_sees_a_changed_number() -> None:
     assert comparable([{"output_type": "stream", "name": "stderr", "text": "50%|##"}], patterns) == {}
 
 
-def test_notebook_times_report_sums_and_flags_the_budget(tmp_path) -> None:
-    import importlib.util
-
+@pytest.fixture
+def times():
+    """tools/notebook_times.py (tools/ is no package)."""
     spec = importlib.util.spec_from_file_location("notebook_times", ROOT / "tools" / "notebook_times.py")
-    times = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(times)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_notebook_times_report_sums_and_flags_the_budget(times) -> None:
     within = times.report({"00_a": 30.0, "01_b": 45.5})
     assert "75.5 s" in within and "within the 600 s budget" in within and "OVER" not in within
     over = times.report({"00_a": 130.0, "01_b": 500.0})
     assert "OVER 2 min" in over and "OVER the 600 s budget" in over
+    assert times.over_budget({"00_a": 30.0, "01_b": 45.5}) == []
+    assert times.over_budget({"00_a": 130.0, "01_b": 500.0}) == [
+        "00_a took 130.0 s, over the budget of 120 s per notebook",
+        "01_b took 500.0 s, over the budget of 120 s per notebook",
+        "all 2 notebooks took 630.0 s, over the budget of 600 s in all"]
+    assert times.over_budget({f"{i:02d}_x": 100.0 for i in range(7)}) == [
+        "all 7 notebooks took 700.0 s, over the budget of 600 s in all"]
+
+
+def test_notebook_times_fail_over_budget(times, tmp_path, capsys) -> None:
+    """python tools/notebook_times.py exits with 1 (CI fails) when a notebook or the sum is over budget."""
     path = tmp_path / "t.json"
     path.write_text('{"source": "test", "notebooks": {"00_a": {"seconds": 1.0, "succeeded": true}}}')
     assert times.main([str(path)]) == 0
+    assert "exceeded" not in capsys.readouterr().err
+    path.write_text('{"source": "test", "notebooks": {"00_a": {"seconds": 1.0}, "01_b": {"seconds": 121.5}}}')
+    assert times.main([str(path)]) == 1
+    assert "01_b took 121.5 s, over the budget of 120 s per notebook" in capsys.readouterr().err
     assert times.main([str(tmp_path / "missing.json")]) == 1

@@ -161,14 +161,14 @@ def test_export_in_float16_records_agreement_and_refuses_a_poor_copy(tmp_path, m
 
 
 def test_float16_models_decide_like_the_float32_runs(models) -> None:
-    """A model stored in float16 labels ≥ 99.8 % of the pixels of results/seg_outputs.npz (made from the
+    """A model stored in float16 labels ≥ 99.8 % of the pixels of results/round2/seg_outputs.npz (made from the
     float32 runs, same noise draw) as its float32 run did."""
     from tarlib import analysis
 
     halves = {n: m for n, m in models.items() if "float16" in m}
     if not halves:
         pytest.skip("no published model is stored in float16")
-    outputs = analysis.read_seg_outputs(ROOT / "results" / "seg_outputs.npz")
+    outputs = analysis.read_seg_outputs(ROOT / "results" / "round2" / "seg_outputs.npz")
     published = _published(models)
     checked = 0
     for name, m in halves.items():
@@ -184,4 +184,4 @@ def test_float16_models_decide_like_the_float32_runs(models) -> None:
         agreement = (labels == (outputs["prob"][row] > 0.5)).mean()
         assert agreement >= pretrained.FLOAT16_AGREEMENT, (name, agreement)
         checked += 1
-    assert checked, "no float16 model has float32 outputs in results/seg_outputs.npz to compare with"
+    assert checked, "no float16 model has float32 outputs in results/round2/seg_outputs.npz to compare with"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from tarlib.study import robustness
 from tarlib.study.robustness import TRAINED, Condition
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "results"
+RESULTS = ROOT / "results" / "round2"
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,9 @@ def test_a_re_exported_weights_file_is_detected(committed, tmp_path) -> None:
 
 def test_committed_results_are_the_full_command_and_its_tables(committed) -> None:
     assert committed["command"].startswith("python -m tarlib.robustness")
+    # the recorded command, run in the checkout, writes these files where they are committed
+    args = robustness.build_parser().parse_args(shlex.split(committed["command"])[3:])
+    assert (ROOT / args.results).resolve() == RESULTS
     assert not committed["fast_mode"] and committed["n_images"] == 10_000
     assert 0 < committed["evaluation_cpu_s"] <= 3600  # the budget: one CPU-hour
     conds = {(c["photons"], c["angles"]) for c in committed["conditions"]}

@@ -162,10 +162,8 @@ def test_tables_average_seeds_and_the_sweep_figure_needs_every_C(tmp_path: Path)
 
 def _check_in_sync(results: Path) -> None:
     """Every table in ``results`` equals the one regenerated from the JSON files next to it."""
-    # PROTOCOL.md is written by hand before the runs, robustness.md by python -m tarlib.robustness
-    # (checked in tests/test_robustness.py); every other .md is a table of this module
-    others = {"PROTOCOL.md", "robustness.md"}
-    committed = {p.stem: p.read_text() for p in results.glob("*.md") if p.name not in others}
+    # PROTOCOL.md is written by hand before the runs; every other .md is a table of this module
+    committed = {p.stem: p.read_text() for p in results.glob("*.md") if p.name != "PROTOCOL.md"}
     regenerated = round1.tables_from_results(results)
     assert set(committed) <= set(regenerated), (
         f"{results} has tables without JSON files behind them: {sorted(set(committed) - set(regenerated))}"
@@ -207,7 +205,7 @@ def test_committed_tables_are_in_sync_with_their_json_files() -> None:
     assert cli.readme_block(REPO_RESULTS) in readme, (
         "README's results block is stale: python -m tarlib.reproduce --tables-only --readme README.md"
     )
-    runs = [json.loads(p.read_text()) for p in REPO_RESULTS.glob("*.json") if p.name != "robustness.json"]
+    runs = [json.loads(p.read_text()) for p in REPO_RESULTS.glob("*.json")]
     assert runs and not any(r["config"]["fast"] for r in runs), "committed results come from full runs"
 
 

@@ -317,7 +317,7 @@ def test_publish_exports_the_course_models_their_data_model_and_the_figures(tmp_
     assert manifest["mnist_sequential"]["mu"] == 0.15 and manifest["seg_pretrain_T"]["norm"] == "group"
     assert all(c.startswith("python -m tarlib.experiments") for m in manifest.values() for c in m["commands"])
     assert pretrained.data_model("mnist_joint_best", weights).noise.mu == 0.15
-    outputs = analysis.read_seg_outputs(tmp_path / "seg_outputs.npz")
+    outputs = analysis.read_seg_outputs(results / "seg_outputs.npz")
     assert outputs["rows"] == [records.course_name(r)[0] for r in publish.SEG_OUTPUT_ROWS]
     assert outputs["rows"][:3] == ["seg_sequential", "seg_fbp_unet", "seg_joint_C0"]
     assert np.isnan(outputs["C"]["seg_sequential"]) and outputs["C"]["seg_joint_C0.5"] == 0.5

@@ -114,7 +114,7 @@ def _segmentation(results: Path) -> list[Claim]:
 
 
 def _robustness(results: Path) -> list[Claim]:
-    path = results / "robustness.json"
+    path = results / "round2" / "robustness.json"
     if not path.is_file():
         return []
     overall = json.loads(path.read_text())["overall"]

@@ -1,7 +1,7 @@
 """Robustness to a changed acquisition: the claim of section 7, tested on the published models.
 
     python -m tarlib.robustness                  # full tables (under one CPU-hour), resumable
-    python -m tarlib.robustness --tables-only    # results/robustness.md and .png from the JSON
+    python -m tarlib.robustness --tables-only    # results/round2/robustness.md and .png from the JSON
 
 Section 7 of the paper argues that a task-adapted (joint) reconstruction should cope
 better than a sequential one when data are acquired differently from the training
@@ -23,9 +23,9 @@ accuracy drop against the drop of the sequential model (eq. (13)).
 All models see the same photon counts for a condition (one seeded draw), so the
 comparison is paired over test images.  "More robust than sequential" means a smaller
 mean accuracy drop with a paired bootstrap 95 % interval (over test images) of the
-difference of drops that excludes 0.  The command writes ``results/robustness.json``
-(with the exact command and the SHA-256 of every weights file used),
-``results/robustness.md`` and ``results/robustness.png``.
+difference of drops that excludes 0.  The command writes ``robustness.json`` (with the exact
+command and the SHA-256 of every weights file used), ``robustness.md`` and ``robustness.png``
+into ``results/round2/``, next to the records of the round whose models ``weights/`` publishes.
 """
 
 from __future__ import annotations
@@ -421,8 +421,8 @@ def write(results: dict[str, Any], directory: str | Path) -> list[Path]:
 
 
 def load(directory: str | Path | None = None) -> dict[str, Any]:
-    """``robustness.json`` in ``directory`` (default: :func:`tarlib.records.results_dir`)."""
-    path = Path(directory or records.results_dir()) / "robustness.json"
+    """``robustness.json`` in ``directory`` (default: ``round2/`` of :func:`tarlib.records.results_dir`)."""
+    path = Path(directory or records.results_dir() / "round2") / "robustness.json"
     if not path.is_file():
         raise FileNotFoundError(f"no {path}: run python -m tarlib.robustness first")
     return json.loads(path.read_text())
@@ -450,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the noise draws and of the bootstrap")
     p.add_argument("--bootstrap", type=int, default=10_000, help="bootstrap resamples (the course's rule: 10,000)")
     p.add_argument("--cache", type=Path, default=Path("runs/robustness"), help="per-evaluation cache (resume)")
-    p.add_argument("--results", type=Path, default=Path("results"), help="folder of robustness.json/.md/.png")
+    p.add_argument("--results", type=Path, default=Path("results", "round2"),
+                   help="folder of robustness.json/.md/.png")
     p.add_argument("--tables-only", action="store_true", help="only regenerate .md and .png from the JSON")
     return p
 

@@ -2,5 +2,5 @@
 
 - :mod:`tarlib.study.round2.protocol`  its constants, rows, choices and stages
 - :mod:`tarlib.study.round2.tables`    its tables, statistics, targets and figures
-- :mod:`tarlib.study.round2.publish`   ``weights/``, ``results/seg_outputs.npz``, Figures 2 and 3
+- :mod:`tarlib.study.round2.publish`   ``weights/``, ``results/round2/seg_outputs.npz``, Figures 2 and 3
 """

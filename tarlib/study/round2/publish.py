@@ -1,4 +1,4 @@
-"""Round 2 published for the course: ``weights/``, ``results/seg_outputs.npz`` and Figures 2 and 3.
+"""Round 2 published for the course: ``weights/``, ``results/round2/seg_outputs.npz`` and Figures 2 and 3.
 
     python -m tarlib.reproduce --round 2 --export-weights --runs DIR   # trains nothing
 
@@ -54,7 +54,7 @@ def published(choices: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 def publish(runs: Path, results: Path = protocol.RESULTS, weights: Path | None = None, n_check: int = 1000) -> list[Path]:
     """Publish round 2 for the course: ``weights/`` (:func:`published`, the U-Nets in float16),
-    ``results/seg_outputs.npz`` (every segmentation row of :data:`SEG_OUTPUT_ROWS`, under its course name), and the panels
+    ``results/round2/seg_outputs.npz`` (every segmentation row of :data:`SEG_OUTPUT_ROWS`, under its course name), and the panels
     ``figure2.png`` (digits, reconstructions, class probabilities) and ``figure3.png``.  Each MNIST
     model's ``check`` in the manifest is its accuracy on the first ``n_check`` test images."""
     choices = load_choices(results)
@@ -79,9 +79,9 @@ def publish(runs: Path, results: Path = protocol.RESULTS, weights: Path | None =
     loaded = {records.course_name(row)[0]: load_run(runs / row) for row in SEG_OUTPUT_ROWS}
     written.append(analysis.write_seg_outputs({row: run[0] for row, run in loaded.items()},
                                               {row: run[2]["C"] for row, run in loaded.items()},
-                                              results.parent / "seg_outputs.npz"))
+                                              results / "seg_outputs.npz"))
     written += [plot_figure2(weights, results / "figure2.png"),
-                plot_figure3(results.parent / "seg_outputs.npz", results / "figure3.png")]
+                plot_figure3(results / "seg_outputs.npz", results / "figure3.png")]
     return written
 
 
