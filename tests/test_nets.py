@@ -67,6 +67,18 @@ def test_learned_primal_dual_shapes_and_normalisation(brain_A) -> None:
     _all_parameters_get_gradients(R, x_hat)
 
 
+def test_backprojection_is_the_scaled_adjoint(mnist_M) -> None:
+    """Aᵀy / ‖A‖²: no parameters, linear, and ⟨A x, y⟩ = ‖A‖²·⟨x, R(y)⟩; it refuses raw data of another shape."""
+    R = nets.Backprojection(mnist_M.A)
+    x, y = torch.rand(2, 1, 28, 28), torch.rand(2, 1, *mnist_M.A.range_shape)
+    assert nets.n_parameters(R) == 0 and R(y).shape == x.shape
+    assert torch.allclose(R(2 * y), 2 * R(y), atol=1e-6)
+    inner = (mnist_M.A(x) * y).sum()
+    assert torch.allclose(inner, (x * R(y)).sum() / R.scale, rtol=1e-4)
+    with pytest.raises(ValueError, match="Backprojection"):
+        R(torch.rand(2, 1, 28, 28))
+
+
 def test_fbp_and_fbp_unet(brain_A) -> None:
     x = torch.zeros(1, 1, 128, 128)
     x[..., 40:90, 30:100] = 1.0
