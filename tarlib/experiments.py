@@ -58,7 +58,7 @@ from tarlib import data, losses, nets, physics, runlock, training
 from tarlib.config import git_blob, write_json
 
 RECONSTRUCTIONS = ("lgd", "lgd_small", "rank16", "lpd", "fbp_unet", "fbp", "adjoint", "none")
-RAW_COUNTS = ("lgd", "lgd_small", "rank16", "none")  # MNIST reconstructions that read the counts, not their log
+RAW_COUNTS = ("lgd", "lgd_small", "rank16", "adjoint", "none")  # MNIST reconstructions that read the counts, not their log
 TASK_NETS = ("cnn", "linear")  # MNIST task networks: the paper's classifier, or logistic regression
 # Defaults per experiment; the (full, fast) pairs go through tarlib.pick (or --fast).
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -159,8 +159,8 @@ def build_model(
     (``linear``).  Restricted reconstructions (round 3): ``lgd_small``, learned gradient
     descent with one update network for its 3 iterations (width 16); ``rank16``, an
     affine map of rank 16 from the log data.  Without parameters: ``fbp``, filtered
-    back-projection, and ``adjoint``, the back-projection Aᵀy / ‖A‖² of the log data
-    (:class:`tarlib.nets.Backprojection`).
+    back-projection, and ``adjoint``, the back-projection of the counts, an affine function of
+    the sufficient statistic Aᵀy (:class:`tarlib.nets.Backprojection`).
     """
     if task_net not in TASK_NETS or (task_net != "cnn" and (experiment != "mnist" or recon == "none")):
         raise ValueError(f"task_net must be one of {TASK_NETS} (linear: mnist with a reconstruction), got {task_net!r}")
@@ -174,7 +174,7 @@ def build_model(
         "lpd": lambda: nets.LearnedPrimalDual(M.A, n_iter=iters, width=width),
         "fbp_unet": lambda: nets.FBPUNet(M.A, nets.UNet(1, 1, depth=2, width=4 if fast else 32)),
         "fbp": lambda: nets.FBP(M.A),
-        "adjoint": lambda: nets.Backprojection(M.A),
+        "adjoint": lambda: nets.Backprojection(M.A, M.noise.photons_per_line, M.noise.mu),
         "none": lambda: None,
     }[recon]()
     if experiment == "mnist":

@@ -11,7 +11,8 @@ on each input, three seeds each, with the learning rate of round 2's pre-trainin
 step count for all (:data:`STEPS`), on fresh Poisson data every batch (eq. (2),
 :class:`tarlib.data.TaskLoader`):
 
-- ``aty``: the back-projection Aᵀy / ‖A‖² of the log data (:class:`tarlib.nets.Backprojection`);
+- ``aty``: the back-projection of the counts, an affine function of Aᵀy, which is sufficient for x
+  under every prior with Poisson data (:class:`tarlib.nets.Backprojection`);
 - ``fbp``: filtered back-projection of the log data (:class:`tarlib.nets.FBP`);
 - ``R_sequential``, ``R_end_to_end``: R_θ(y) of the published models ``mnist_sequential`` (R
   trained on ℓ_X, eq. (4)) and ``mnist_end_to_end`` (R trained on ℓ_D, eq. (16)), R frozen;
