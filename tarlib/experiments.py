@@ -57,8 +57,8 @@ import tarlib
 from tarlib import data, losses, nets, physics, runlock, training
 from tarlib.config import git_blob, write_json
 
-RECONSTRUCTIONS = ("lgd", "lgd_small", "rank16", "lpd", "fbp_unet", "fbp", "none")
-RAW_COUNTS = ("lgd", "lgd_small", "rank16", "none")  # MNIST reconstructions that read the counts, not their log
+RECONSTRUCTIONS = ("lgd", "lgd_small", "rank16", "lpd", "fbp_unet", "fbp", "adjoint", "none")
+RAW_COUNTS = ("lgd", "lgd_small", "rank16", "adjoint", "none")  # MNIST reconstructions that read the counts, not their log
 TASK_NETS = ("cnn", "linear")  # MNIST task networks: the paper's classifier, or logistic regression
 # Defaults per experiment; the (full, fast) pairs go through tarlib.pick (or --fast).
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -158,7 +158,9 @@ def build_model(
     ``task_net`` (mnist only) is the paper's classifier (``cnn``) or logistic regression
     (``linear``).  Restricted reconstructions (round 3): ``lgd_small``, learned gradient
     descent with one update network for its 3 iterations (width 16); ``rank16``, an
-    affine map of rank 16 from the log data.
+    affine map of rank 16 from the log data.  Without parameters: ``fbp``, filtered
+    back-projection, and ``adjoint``, the back-projection of the counts, an affine function of
+    the sufficient statistic Aᵀy (:class:`tarlib.nets.Backprojection`).
     """
     if task_net not in TASK_NETS or (task_net != "cnn" and (experiment != "mnist" or recon == "none")):
         raise ValueError(f"task_net must be one of {TASK_NETS} (linear: mnist with a reconstruction), got {task_net!r}")
@@ -172,6 +174,7 @@ def build_model(
         "lpd": lambda: nets.LearnedPrimalDual(M.A, n_iter=iters, width=width),
         "fbp_unet": lambda: nets.FBPUNet(M.A, nets.UNet(1, 1, depth=2, width=4 if fast else 32)),
         "fbp": lambda: nets.FBP(M.A),
+        "adjoint": lambda: nets.Backprojection(M.A, M.noise.photons_per_line, M.noise.mu),
         "none": lambda: None,
     }[recon]()
     if experiment == "mnist":
@@ -346,7 +349,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         (args.data is not None and not Path(args.data).is_dir(), f"--data {args.data} is not a folder"),
         (args.recon in ("none", "rank16") and args.experiment != "mnist", f"--recon {args.recon} is for mnist only"),
         (args.recon == "none" and args.strategy != "end_to_end", "--recon none trains only with --strategy end_to_end"),
-        (args.recon == "fbp" and args.strategy == "pretrain_reconstruction", "--recon fbp has no parameters to train"),
+        (args.recon in ("fbp", "adjoint") and args.strategy == "pretrain_reconstruction",
+         f"--recon {args.recon} has no parameters to train"),
         (device.split(":")[0] not in ("cpu", "cuda"), f"--device must be cpu or cuda, got {args.device}"),
         (device.startswith("cuda") and not torch.cuda.is_available(), "--device cuda, but torch sees no GPU"),
     ]

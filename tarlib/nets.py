@@ -10,6 +10,8 @@ Reconstruction (section 2, eq. (4)); all map data y to images x̂ [B, 1, H, W]:
   its L2 optimum is :func:`reduced_rank_regression`
 - :class:`FBP`, :class:`FBPUNet`   filtered back-projection, and FBP followed by
   a residual U-Net: the classical baselines
+- :class:`Backprojection`         the adjoint Aᵀ of the linearised counts, scaled by 1/‖A‖²:
+  an affine function of Aᵀy, the sufficient statistic of Poisson data (an input for probes)
 
 Task (section 3, eq. (5)); all return logits, the softmax is part of the loss:
 
@@ -273,6 +275,31 @@ class FBP(nn.Module):
     def forward(self, y: Tensor) -> Tensor:
         _check_data(y, self.A.range_shape, "FBP")
         return _exact(lambda data: physics.fbp(self.A, data, self.filter, self.frequency_scaling), y)
+
+
+class Backprojection(nn.Module):
+    """The back-projection of the photon counts, x̂ = Aᵀ((I0 − y) / (I0 μ)) / ‖A‖²: no filter, no parameters.
+
+    For Poisson transmission data (eq. (1)) the log-likelihood depends on y only through Aᵀy
+    (−Σ I0 e^{−μ(Ax)_i} − μ⟨Aᵀy, x⟩ + terms without x), so Aᵀy is a sufficient statistic for x under
+    every prior.  This map is an invertible affine function of Aᵀy, so it keeps exactly that
+    statistic: (I0 − y)/(I0 μ) ≈ Ax linearises the counts into line integrals, and 1/‖A‖² (the
+    operator norm, :meth:`tarlib.physics.RayTransform.norm`) puts the result on the scale of an image,
+    so that a task network learns from it as from one.  ``y`` are raw counts (not their log).
+    """
+
+    def __init__(self, A: physics.RayTransform, photons_per_line: float, mu: float):
+        super().__init__()
+        if not isinstance(A, physics.RayTransform):
+            raise TypeError(f"Backprojection expects a tarlib RayTransform A, got {type(A).__name__}")
+        if not (photons_per_line > 0 and mu > 0):
+            raise ValueError(f"photons_per_line and mu must be > 0, got {photons_per_line} and {mu}")
+        self.A, self.photons, self.mu = A, float(photons_per_line), float(mu)
+        self.scale = 1.0 / A.norm() ** 2
+
+    def forward(self, y: Tensor) -> Tensor:
+        _check_data(y, self.A.range_shape, "Backprojection")
+        return _exact(self.A.adjoint, (self.photons - y) / (self.photons * self.mu)) * self.scale
 
 
 class FBPUNet(nn.Module):

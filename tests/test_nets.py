@@ -67,6 +67,21 @@ def test_learned_primal_dual_shapes_and_normalisation(brain_A) -> None:
     _all_parameters_get_gradients(R, x_hat)
 
 
+def test_backprojection_is_an_affine_function_of_the_adjoint(mnist_M) -> None:
+    """Aᵀ((I0 − y)/(I0 μ))/‖A‖²: no parameters; it moves with Aᵀy only (⟨A x, y⟩ = ⟨x, Aᵀy⟩); bad input refused."""
+    I0, mu = mnist_M.noise.photons_per_line, mnist_M.noise.mu
+    R = nets.Backprojection(mnist_M.A, I0, mu)
+    x, y = torch.rand(2, 1, 28, 28), 60 * torch.rand(2, 1, *mnist_M.A.range_shape)
+    assert nets.n_parameters(R) == 0 and R(y).shape == x.shape
+    moved = R(y + y) - R(y)  # the affine part cancels: −Aᵀy/(I0 μ ‖A‖²)
+    inner = (mnist_M.A(x) * y).sum()
+    assert torch.allclose(inner, -(x * moved).sum() * I0 * mu / R.scale, rtol=1e-4)
+    with pytest.raises(ValueError, match="Backprojection"):
+        R(torch.rand(2, 1, 28, 28))
+    with pytest.raises(ValueError, match="must be > 0"):
+        nets.Backprojection(mnist_M.A, 0, mu)
+
+
 def test_fbp_and_fbp_unet(brain_A) -> None:
     x = torch.zeros(1, 1, 128, 128)
     x[..., 40:90, 30:100] = 1.0

@@ -21,6 +21,8 @@ What one round's protocol decides:
 - :mod:`tarlib.study.round2`  the pre-registered second round (``results/PROTOCOL.md``, ``results/round2/``)
 - :mod:`tarlib.study.round3`  the third round: when task adaptation pays, by the capacity of R and T
   (``results/round3/PROTOCOL.md``, ``results/round3/``)
+- :mod:`tarlib.study.probe`   the information probe: the classifier trained on Aᵀy, FBP(y), the published
+  R(y) and y, one budget (``results/probe/PLAN.md``, ``results/probe/``)
 
 And what the rounds' models show: :mod:`tarlib.study.robustness` (section 7) and
 :mod:`tarlib.study.claims` (the paper's claims decided on ``results/``).  The command

@@ -10,13 +10,16 @@ The command line of the study's rounds, ``python -m tarlib.study`` (or, as recor
     python -m tarlib.study --tables-only --readme README.md        # round 1's tables and the README's results block
     python -m tarlib.study --round 3 --measure-steps       # round 3: time 50 steps of every kind of row
     python -m tarlib.study --round 3 --list                # round 3's rows so far, with estimated seconds
+    python -m tarlib.study --probe --list                  # the information probe: its rows and estimate
+    python -m tarlib.study --probe --runs DIR --cpus-per-row 1     # ... run it (resumable), then its table
+    python -m tarlib.study --probe --tables-only           # ... its table (results/probe/probe.md, probe.json)
     python -m tarlib.study --round 2 --runs DIR --status           # which rows are done, running, pending
     python -m tarlib.study --round 2 --runs DIR --executor ray     # a stage's rows side by side on a local Ray
     python -m tarlib.study --round 2 --runs DIR --address HEAD:6379  # ... or on a running Ray cluster
 
 Round 0 is a smoke round for trying an executor (:mod:`tarlib.study.round0`); round 1 is
 :mod:`tarlib.study.round1`; round 2 is :mod:`tarlib.study.round2`; round 3 is
-:mod:`tarlib.study.round3`.  The README's results block shows the round whose models
+:mod:`tarlib.study.round3`; the information probe (``--probe``) is :mod:`tarlib.study.probe`.  The README's results block shows the round whose models
 ``weights/`` publishes.  The executors and what keeps
 rows safe on a cluster: :mod:`tarlib.study.executor`.
 """
@@ -29,10 +32,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 import tarlib
 from tarlib import records
 from tarlib.config import atomic_write, write_json
-from tarlib.study import executor, round0, round1, runner
+from tarlib.study import executor, probe, round0, round1, runner
 from tarlib.study.registry import Row, load_choices, select
 from tarlib.study.round2 import protocol, publish
 from tarlib.study.round2 import tables as round2_tables
@@ -94,6 +99,9 @@ def build_parser(prog: str = "python -m tarlib.reproduce") -> argparse.ArgumentP
                         "(results/round2/, see tarlib.study.round2); 3: when task adaptation pays "
                         "(results/round3/PROTOCOL.md, see tarlib.study.round3); 0: a smoke round of four short rows "
                         "in two stages, to try an executor or a cluster (results/round0/)")
+    p.add_argument("--probe", action="store_true",
+                   help="the information probe instead of a round (results/probe/, see tarlib.study.probe): the "
+                        "classifier trained on Aᵀy, FBP(y), the published R(y) and y; --round is ignored")
     p.add_argument("--only", choices=[t.name for t in round1.TABLES], default=None,
                    help="one table and its dependencies")
     p.add_argument("--rows", default=None, help="comma-separated row names (and their dependencies) instead")
@@ -111,7 +119,8 @@ def build_parser(prog: str = "python -m tarlib.reproduce") -> argparse.ArgumentP
                         "with --round 2 it only publishes finished runs and trains nothing)")
     p.add_argument("--measure-steps", action="store_true",
                    help="round 3: time 50 training steps of every kind of row on training data "
-                        "(results/round3/step_times.json, read by --list for its estimates)")
+                        "(results/round3/step_times.json, read by --list for its estimates); with --probe: "
+                        "30 steps of every input at --cpus-per-row threads (default 1, results/probe/step_times.json)")
     p.add_argument("--readme", type=Path, default=None, help="a README whose results block to update (README.md)")
     p.add_argument("--weights", type=Path, default=None, help="folder of the published weights (default weights/)")
     p.add_argument("--status", action="store_true", help="list the rows decided so far as done, running or pending")
@@ -157,6 +166,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m tarlib.reproduce"
         parser.error("give --only or --rows, not both")
     try:
         settings = _settings(args)
+        if args.probe:
+            return main_probe(parser, args, settings)
         return (main_round0, main_round1, main_round2, main_round3)[args.round](parser, args, settings)
     except executor.ExecutorError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
@@ -306,4 +317,40 @@ def main_round3(parser: argparse.ArgumentParser, args: argparse.Namespace, setti
             return 2
         _run_stages(3, args, settings, lambda ex: round3.run(args.runs, results, fast, _extra(args, settings), ex))
     _write_tables(3, results, round3_tables.write_tables)
+    return 0
+
+
+def main_probe(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: executor.Settings) -> int:
+    """``--probe``: time its steps, list, show or run the information probe (:mod:`tarlib.study.probe`), then
+    write its table."""
+    if args.export_weights or args.readme is not None or args.only is not None or args.rows is not None:
+        parser.error("--probe has no weights, README block, --only or --rows")
+    results = args.results / "probe"
+    fast = args.fast or tarlib.fast_mode()
+    extra = ("--no-progress",) if args.no_progress else ()
+    if args.device is not None:
+        extra += ("--device", args.device)
+    if args.measure_steps:
+        torch.set_num_threads(args.cpus_per_row or 1)
+        results.mkdir(parents=True, exist_ok=True)
+        write_json(results / "step_times.json", probe.measure_step_times())
+        print(f"[reproduce] wrote {results / 'step_times.json'}")
+        return 0
+    if args.list:
+        print("\n".join(probe.listing(args.runs, results, fast, extra)))
+        return 0
+    if args.status:
+        return _print_status(probe.rows(probe.FAST if fast else probe.FULL), args.runs,
+                             lambda row: (results / f"{row.name}.json").is_file(), [])
+    if not args.tables_only:
+        if not probe.PLAN_FILE.is_file():
+            print(f"[reproduce] probe: {probe.PLAN_FILE} is not there: no run before its plan")
+            return 2
+        with executor.open_executor(settings, args.runs) as ex:
+            probe.run(args.runs, results, fast, _extra(args, settings), ex)
+    if not results.is_dir():
+        print(f"[reproduce] probe: {results} does not exist yet: nothing to tabulate")
+        return 0
+    for path in probe.write_tables(results):
+        print(f"[reproduce] wrote {path}")
     return 0
