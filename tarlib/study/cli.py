@@ -189,6 +189,19 @@ def _extra(args: argparse.Namespace, settings: executor.Settings) -> tuple[str, 
     return (*(("--no-progress",) if quiet else ()), *(("--device", device) if device is not None else ()))
 
 
+def _listed_extra(args: argparse.Namespace) -> tuple[str, ...]:
+    """What ``--list`` shows on every row from the command line: no progress bars, the device if given."""
+    return (*(("--no-progress",) if args.no_progress else ()), *(("--device", args.device) if args.device is not None else ()))
+
+
+def _write_step_times(results: Path, measure: Callable[[], dict]) -> int:
+    """``--measure-steps``: time the steps of a round's rows (no validation or test data) into step_times.json."""
+    results.mkdir(parents=True, exist_ok=True)
+    write_json(results / "step_times.json", measure())
+    print(f"[reproduce] wrote {results / 'step_times.json'}")
+    return 0
+
+
 def _run_stages(round: int, args: argparse.Namespace, settings: executor.Settings,
                 run: Callable[[executor.Executor], dict]) -> None:
     """Run a staged round with the executor of ``settings`` (holding the runs folder), then say its choices."""
@@ -269,10 +282,7 @@ def main_round2(parser: argparse.ArgumentParser, args: argparse.Namespace, setti
     """``--round 2``: list, show or run the stages of results/PROTOCOL.md (:mod:`tarlib.study.round2.protocol`),
     then write its tables and, with ``--export-weights``, publish it."""
     results = args.results / "round2"
-    fast = args.fast or tarlib.fast_mode()
-    extra = ("--no-progress",) if args.no_progress else ()
-    if args.device is not None:
-        extra += ("--device", args.device)
+    fast, extra = args.fast or tarlib.fast_mode(), _listed_extra(args)
     parts = protocol.PARTS if args.only is None else ("segmentation",) if args.only == "segmentation" else ("mnist",)
     if args.list:
         return _print_lines(*protocol.listing(args.runs, results, fast, extra, parts))
@@ -295,15 +305,9 @@ def main_round3(parser: argparse.ArgumentParser, args: argparse.Namespace, setti
     """``--round 3``: time its steps, list, show or run the stages of results/round3/PROTOCOL.md
     (:mod:`tarlib.study.round3.protocol`), then write its tables."""
     results = args.results / "round3"
-    fast = args.fast or tarlib.fast_mode()
-    extra = ("--no-progress",) if args.no_progress else ()
-    if args.device is not None:
-        extra += ("--device", args.device)
+    fast, extra = args.fast or tarlib.fast_mode(), _listed_extra(args)
     if args.measure_steps:
-        results.mkdir(parents=True, exist_ok=True)
-        write_json(results / "step_times.json", round3.measure_step_times())
-        print(f"[reproduce] wrote {results / 'step_times.json'}")
-        return 0
+        return _write_step_times(results, round3.measure_step_times)
     if args.list:
         lines, pending = round3.listing(args.runs, results, fast, extra)
         print("\n".join(lines + [f"(further rows wait for {what})" for what in pending]))
@@ -326,16 +330,10 @@ def main_probe(parser: argparse.ArgumentParser, args: argparse.Namespace, settin
     if args.export_weights or args.readme is not None or args.only is not None or args.rows is not None:
         parser.error("--probe has no weights, README block, --only or --rows")
     results = args.results / "probe"
-    fast = args.fast or tarlib.fast_mode()
-    extra = ("--no-progress",) if args.no_progress else ()
-    if args.device is not None:
-        extra += ("--device", args.device)
+    fast, extra = args.fast or tarlib.fast_mode(), _listed_extra(args)
     if args.measure_steps:
         torch.set_num_threads(args.cpus_per_row or 1)
-        results.mkdir(parents=True, exist_ok=True)
-        write_json(results / "step_times.json", probe.measure_step_times())
-        print(f"[reproduce] wrote {results / 'step_times.json'}")
-        return 0
+        return _write_step_times(results, probe.measure_step_times)
     if args.list:
         print("\n".join(probe.listing(args.runs, results, fast, extra)))
         return 0
