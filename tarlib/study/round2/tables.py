@@ -2,7 +2,7 @@
 
     python -m tarlib.reproduce --round 2 --tables-only     # results/round2/*.md, sweep.png, seg_curves.png
 
-Table 1 next to the paper's, the paired tests of the protocol (:func:`comparison`), the
+Table 1 next to the paper's, the paired tests of the protocol (:func:`paired_table`), the
 sweeps over C, the segmentation table and the verdicts on the protocol's targets
 (:func:`targets`).  Every number is read from ``results/round2/<row>.json`` and the
 per-image predictions in ``results/round2/predictions/``.
