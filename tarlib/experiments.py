@@ -129,8 +129,9 @@ def data_model(experiment: str, recon: str | None = None, mu: float | None = Non
 
     MNIST: Poisson counts with attenuation scale ``mu`` (default
     :data:`tarlib.physics.MNIST_MU`); learned gradient descent, the rank-16 map (which
-    takes their log itself) and the sinogram CNN read the raw counts, the other
-    reconstructions their log (line integrals).
+    takes their log itself), the back-projection (``adjoint``, which linearises them itself)
+    and the sinogram CNN read the raw counts, the other reconstructions their log (line
+    integrals).
     Segmentation: the brain geometry with 0.1 % Gaussian noise.
     """
     if experiment not in DEFAULTS:
@@ -347,7 +348,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
          f"--checkpoint-every must be ≥ 1, got {args.checkpoint_every}"),
         (args.data is not None and args.experiment != "mnist", "--data applies to the mnist experiment only"),
         (args.data is not None and not Path(args.data).is_dir(), f"--data {args.data} is not a folder"),
-        (args.recon in ("none", "rank16") and args.experiment != "mnist", f"--recon {args.recon} is for mnist only"),
+        (args.recon in ("none", "rank16", "adjoint") and args.experiment != "mnist", f"--recon {args.recon} is for mnist only"),
         (args.recon == "none" and args.strategy != "end_to_end", "--recon none trains only with --strategy end_to_end"),
         (args.recon in ("fbp", "adjoint") and args.strategy == "pretrain_reconstruction",
          f"--recon {args.recon} has no parameters to train"),

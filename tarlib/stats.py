@@ -223,9 +223,9 @@ def effective_size(values: np.ndarray) -> float:
     """How many independent values a sequence of correlated ones is worth (e.g. per-slice scores of neighbouring
     slices of one brain): n (1 − ρ₁) / (1 + ρ₁), with ρ₁ the lag-1 autocorrelation (an AR(1) approximation;
     n itself when ρ₁ ≤ 0)."""
-    x, _ = _paired(values, values, "effective_size")
-    if x.size < 3:
-        raise ValueError(f"effective_size needs at least 3 values in order, got {x.size}")
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 1 or x.size < 3:
+        raise ValueError(f"effective_size needs a 1-D sequence of at least 3 values in order, got shape {x.shape}")
     x = x - x.mean()
     if not np.any(x):
         raise ValueError("effective_size: the values are all equal, so their correlation is undefined")

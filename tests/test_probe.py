@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import tarlib
 from tarlib import experiments, stats
 from tarlib.study import cli, evaluation, probe
 
@@ -79,10 +80,10 @@ def test_smoke_probe_runs_resumes_and_compares_under_the_course_rule(tmp_path: P
     written = probe.write_tables(results)
     a = json.loads((results / "probe.json").read_text())
     assert len(a["pairs"]) == 10 and a["images"] == 500 and a["seeds"] == [0, 1]
-    fbp, y = (np.stack([probe.correct(results, f"probe_{i}_s{s}") for s in (0, 1)]) for i in ("fbp", "y"))
+    fbp, y = (np.stack([evaluation.correct(results, f"probe_{i}_s{s}") for s in (0, 1)]) for i in ("fbp", "y"))
     assert a["pairs"]["fbp − y"]["mean"] == pytest.approx(stats.compare(fbp, y).mean)
-    family = {name: (np.stack([probe.correct(results, f"probe_{p['a']}_s{s}") for s in (0, 1)]),
-                     np.stack([probe.correct(results, f"probe_{p['b']}_s{s}") for s in (0, 1)]))
+    family = {name: (np.stack([evaluation.correct(results, f"probe_{p['a']}_s{s}") for s in (0, 1)]),
+                     np.stack([evaluation.correct(results, f"probe_{p['b']}_s{s}") for s in (0, 1)]))
               for name, p in a["pairs"].items()}
     assert a["pairs"]["fbp − y"]["resolved"] == stats.compare_family(family)["fbp − y"].resolved
     md = (results / "probe.md").read_text()
@@ -90,9 +91,12 @@ def test_smoke_probe_runs_resumes_and_compares_under_the_course_rule(tmp_path: P
 
 
 def test_command_line(tmp_path: Path, monkeypatch, capsys) -> None:
-    assert cli.main(["--probe", "--list", "--runs", str(tmp_path)], prog="python -m tarlib.study") == 0
+    assert cli.main(["--probe", "--list", "--fast", "--runs", str(tmp_path)], prog="python -m tarlib.study") == 0
     lines = capsys.readouterr().out.splitlines()
-    assert sum(line.startswith("probe_") for line in lines) == 10  # smoke size (TARLIB_FAST=1): two seeds
+    assert sum(line.startswith("probe_") for line in lines) == 10  # smoke size: two seeds
+    assert cli.main(["--probe", "--list", "--runs", str(tmp_path)], prog="python -m tarlib.study") == 0
+    listed = sum(line.startswith("probe_") for line in capsys.readouterr().out.splitlines())
+    assert listed == (10 if tarlib.fast_mode() else 15)  # without --fast: as TARLIB_FAST says
     monkeypatch.chdir(tmp_path)  # no plan here: no run
     assert cli.main(["--probe", "--runs", str(tmp_path / "runs")]) == 2
     assert "no run before its plan" in capsys.readouterr().out

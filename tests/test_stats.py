@@ -145,5 +145,7 @@ def test_effective_size_counts_correlated_neighbours_as_fewer() -> None:
     assert stats.effective_size(alternating) == 20
     with pytest.raises(ValueError, match="at least 3"):
         stats.effective_size(np.ones(2))
+    with pytest.raises(ValueError, match="1-D"):
+        stats.effective_size(np.ones((3, 4)))
     with pytest.raises(ValueError, match="all equal"):
         stats.effective_size(np.ones(5))

@@ -32,8 +32,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 import tarlib
 from tarlib import records
 from tarlib.config import atomic_write, write_json
@@ -332,8 +330,7 @@ def main_probe(parser: argparse.ArgumentParser, args: argparse.Namespace, settin
     results = args.results / "probe"
     fast, extra = args.fast or tarlib.fast_mode(), _listed_extra(args)
     if args.measure_steps:
-        torch.set_num_threads(args.cpus_per_row or 1)
-        return _write_step_times(results, probe.measure_step_times)
+        return _write_step_times(results, lambda: probe.measure_step_times(threads=args.cpus_per_row or 1))
     if args.list:
         print("\n".join(probe.listing(args.runs, results, fast, extra)))
         return 0

@@ -5,12 +5,14 @@ never see the same y.  The protocols evaluate every finished row again on noise 
 shared by all models (:func:`draw_seed`), which pairs their outcomes image by image:
 
 - MNIST (:func:`evaluate_row`): metrics per draw of the validation and test images, and the
-  predicted classes per draw and image (``results/<round>/predictions/<row>.npz``);
+  predicted classes per draw and image (``results/<round>/predictions/<row>.npz``, read back
+  as per-image correctness by :func:`correct`);
 - segmentation (:func:`evaluate_seg_row`): per-slice Dice, IoU and PSNR on test draw 0.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -99,6 +101,24 @@ def evaluate_row(name: str, runs: Path, results: Path, plan: dict[str, list[int]
         np.savez_compressed(results / "predictions" / f"{name}.npz", **arrays)
     write_json(results / f"{name}.json", summary)
     return summary
+
+
+@functools.lru_cache(maxsize=1)
+def test_labels() -> np.ndarray:
+    """The MNIST test labels, loaded once per process (read-only)."""
+    labels = data.load_mnist("test").labels.numpy()
+    labels.flags.writeable = False
+    return labels
+
+
+def correct(results: Path, name: str) -> np.ndarray | None:
+    """Per-image correctness [draws, N] of MNIST row ``name`` on the shared test draws, from the predictions that
+    :func:`evaluate_row` saved in ``results``, or None; smoke-size rows cover the first N test images only."""
+    path = results / "predictions" / f"{name}.npz"
+    if not path.is_file():
+        return None
+    predictions = np.load(path)["test"]
+    return predictions == test_labels()[None, : predictions.shape[1]]
 
 
 @torch.no_grad()

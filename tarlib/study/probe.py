@@ -168,13 +168,15 @@ def _seconds_per_step(model: torch.nn.Module, loader: data.TaskLoader, strategy:
     return float(np.median(cpu)), float(np.median(wall))
 
 
-def measure_step_times(steps: int = 30, warmup: int = 5) -> dict[str, Any]:
+def measure_step_times(steps: int = 30, warmup: int = 5, threads: int = 1) -> dict[str, Any]:
     """Seconds per training step of each input (batch 64, full-size networks, on training images), seconds
-    per evaluated draw of 10,000 images, and what a row pays before its first step.  Uses no test data.
+    per evaluated draw of 10,000 images, and what a row pays before its first step, at ``threads`` torch
+    threads (the rows' own).  Uses no test data.
 
     ``train`` and ``draw`` are CPU seconds of this process (what the budget counts: at one thread they are
     the wall time of an unloaded machine), ``*_wall`` the wall time under the load of the moment, ``load``
     the 1-minute load average before and after."""
+    torch.set_num_threads(threads)
     start, load = time.perf_counter(), [os.getloadavg()[0]]
     images, labels = data.load_mnist("train")
     tick = time.perf_counter()
@@ -232,15 +234,6 @@ def listing(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tupl
 # ----------------------------------------------------------------------------- tables
 
 
-def correct(results: Path, name: str) -> np.ndarray | None:
-    """Per-image correctness [draws, N] of a row on the shared test draws, or None (smoke size: the first N)."""
-    path = results / "predictions" / f"{name}.npz"
-    if not path.is_file():
-        return None
-    predictions = np.load(path)["test"]
-    return predictions == data.load_mnist("test").labels.numpy()[None, : predictions.shape[1]]
-
-
 def _design(results: Path) -> Design:
     record = next((json.loads(p.read_text()) for p in sorted(results.glob("probe_*.json"))), None)
     return FAST if record is not None and record["config"].get("fast") else FULL
@@ -250,7 +243,7 @@ def analysis(results: Path = RESULTS) -> dict[str, Any]:
     """Accuracy per input and seed, and every pair of complete inputs under the course's rule (one family,
     Holm-corrected, :func:`tarlib.stats.compare_family`; differences first − second)."""
     design = _design(results)
-    scores = {input: [correct(results, f"probe_{input}_s{s}") for s in design.seeds] for input in INPUTS}
+    scores = {input: [evaluation.correct(results, f"probe_{input}_s{s}") for s in design.seeds] for input in INPUTS}
     complete = {k: np.stack(v) for k, v in scores.items() if all(c is not None for c in v)}
     inputs = {}
     for input, per_seed in scores.items():

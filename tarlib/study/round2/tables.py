@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from tarlib import data, stats
+from tarlib import stats
+from tarlib.study import evaluation
 from tarlib.study.registry import load_choices, load_record, number
 from tarlib.study.round2 import protocol
 from tarlib.study.tables import PAPER_BEST_C, PAPER_TABLE1, mean_std, paper_comparison, save_figure, verdict_table
@@ -127,18 +128,9 @@ def balanced_overhead(results: Path) -> str:
             f"({len(balanced)} and {len(plain)} rows): {100 * (a / b - 1):+.0f} %.\n")
 
 
-def _correct(results: Path, name: str, labels: np.ndarray) -> np.ndarray | None:
-    """Per-image correctness [draws, N] of a row on the shared test draws, or None."""
-    path = results / "predictions" / f"{name}.npz"
-    if not path.is_file():
-        return None
-    predictions = np.load(path)["test"]
-    return predictions == labels[None, : predictions.shape[1]]  # smoke-size runs evaluate the first images only
-
-
-def _seed_pairs(results: Path, a: str, b: str, labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]] | None:
+def _seed_pairs(results: Path, a: str, b: str) -> list[tuple[np.ndarray, np.ndarray]] | None:
     """Per-image correctness of rows ``a`` and ``b`` for every seed, [(a_s, b_s), ...], or None if one is missing."""
-    pairs = [(_correct(results, f"{a}_s{s}", labels), _correct(results, f"{b}_s{s}", labels)) for s in protocol.SEEDS]
+    pairs = [(evaluation.correct(results, f"{a}_s{s}"), evaluation.correct(results, f"{b}_s{s}")) for s in protocol.SEEDS]
     return None if any(v is None for pair in pairs for v in pair) else pairs  # type: ignore[return-value]
 
 
@@ -157,13 +149,12 @@ def paired_table(results: Path, choices: dict[str, Any]) -> str:
         families += [(f"joint, best C = {number(best)}", "sequential", f"r2_joint_C{number(best)}", "r2_sequential", True),
                      (f"joint, best C = {number(best)}", "joint, C = 0.5", f"r2_joint_C{number(best)}", "r2_joint_C0.5",
                       False)]
-    labels = data.load_mnist("test").labels.numpy()
     lines = ["| comparison | difference (pp) | 95 % bootstrap interval (pp) | per seed (pp) | the course's rule "
              "| McNemar p < 0.05, of 15 seed × draw pairs | pre-registered (target 1) |",
              "|---|---:|---:|---|---|---:|---|"]
     for name_a, name_b, a, b, registered in families:
         label = f"{name_a} against {name_b}"
-        pairs = _seed_pairs(results, a, b, labels)
+        pairs = _seed_pairs(results, a, b)
         if pairs is None:
             lines.append(f"| {label} | — | — | — | — | — | {'yes' if registered else 'no'} |")
             continue
@@ -191,8 +182,7 @@ def targets(results: Path, choices: dict[str, Any]) -> list[tuple[str, str, bool
     """The protocol's targets: (target, measured, verdict — None while the runs are missing)."""
     out: list[tuple[str, str, bool | None]] = []
     best = choices.get("best_C", {}).get("C")
-    labels = data.load_mnist("test").labels.numpy()
-    pairs = _seed_pairs(results, f"r2_joint_C{number(best)}", "r2_sequential", labels) if best is not None else None
+    pairs = _seed_pairs(results, f"r2_joint_C{number(best)}", "r2_sequential") if best is not None else None
     if pairs is None:
         out.append(("1. best joint C beats sequential (bootstrap CI excludes 0, every seed positive)", "—", None))
     else:  # the pre-registered statistics: bootstrap of the per-image seed-mean of draw-means, per-seed differences
@@ -301,11 +291,13 @@ def _seg_delta(results: Path, runs: dict[str, dict[str, Any]]) -> str:
     """The Δ Dice cell: per test slice, a row's seed minus sequential's same seed, over the seeds whose two runs
     trained for the same number of steps (a seed-0 run that set the step count ran longer than the others)."""
     pairs = [(r, q) for n, r in runs.items() if (q := load_record(results, f"r2_seg_sequential_s{n.rsplit('_s', 1)[1]}"))]
+    if not pairs:
+        return "—"
     diffs = [_slices(r, "dice") - _slices(q, "dice") for r, q in pairs if r["config"]["steps"] == q["config"]["steps"]]
+    if not diffs:
+        return "— (steps differ from sequential's same seed)"
     left = len(pairs) - len(diffs)
     note = f"; {left} at other steps than sequential's left out" if left else ""
-    if not diffs:
-        return f"— (steps differ from sequential's{' same seed' if pairs else ''})"
     return f"{np.mean(diffs):+.4f} ({len(diffs)} seed{'s' if len(diffs) > 1 else ''} × 13 slices{note})"
 
 

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from tarlib import data, stats
+from tarlib import stats
+from tarlib.study import evaluation
 from tarlib.study.registry import load_choices, load_record, number
 from tarlib.study.round2 import protocol as round2
 from tarlib.study.round3 import protocol
@@ -54,14 +55,10 @@ def _record(results: Path, name: str) -> dict[str, Any] | None:
 
 
 def correct(results: Path, name: str) -> np.ndarray | None:
-    """Per-image correctness [draws, N] of a row on the shared test draws, or None."""
-    for folder in (results, results.parent / "round2"):
-        path = folder / "predictions" / f"{name}.npz"
-        if path.is_file():
-            predictions = np.load(path)["test"]
-            labels = data.load_mnist("test").labels.numpy()
-            return predictions == labels[None, : predictions.shape[1]]
-    return None
+    """Per-image correctness [draws, N] of a row on the shared test draws (round 3's, or round 2's for the rows
+    round 3 takes over), or None."""
+    return next((c for folder in (results, results.parent / "round2")
+                 if (c := evaluation.correct(folder, name)) is not None), None)
 
 
 def _mean_over(record: dict[str, Any] | None, part: str, metric: str) -> float | None:
