@@ -335,7 +335,7 @@ def main_probe(parser: argparse.ArgumentParser, args: argparse.Namespace, settin
         print("\n".join(probe.listing(args.runs, results, fast, extra)))
         return 0
     if args.status:
-        return _print_status(probe.rows(probe.FAST if fast else probe.FULL), args.runs,
+        return _print_status(probe.rows(probe.design_for(fast)), args.runs,
                              lambda row: (results / f"{row.name}.json").is_file(), [])
     if not args.tables_only:
         if not probe.PLAN_FILE.is_file():

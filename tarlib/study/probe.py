@@ -33,13 +33,13 @@ in ``results/probe/PLAN.md``, committed before the full run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,16 +81,20 @@ CAPTION = ("A probe measures what this classifier extracts from an input with th
            "less well, never that R adds information.")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Design:
     """The probe's sizes: the full one (:data:`FULL`) or a smoke-size one for tests (:data:`FAST`)."""
 
     seeds: tuple[int, ...]
-    steps: int
 
 
-FULL = Design(seeds=round2.SEEDS, steps=STEPS)
-FAST = Design(seeds=(0, 1), steps=STEPS)  # --fast sets its own steps
+FULL = Design(seeds=round2.SEEDS)
+FAST = Design(seeds=(0, 1))  # --fast also sets smoke-size steps in each run
+
+
+def design_for(fast: bool) -> Design:
+    """:data:`FAST` for smoke-size runs, else :data:`FULL`."""
+    return FAST if fast else FULL
 
 
 def published_R(input: str) -> str:
@@ -102,8 +106,8 @@ def row(input: str, seed: int, design: Design = FULL) -> Row:
     """The row that trains a fresh classifier on ``input`` with ``seed``; one check on validation data at the end."""
     if input not in INPUTS:
         raise ValueError(f"input must be one of {list(INPUTS)}, got {input!r}")
-    return Row(f"probe_{input}_s{seed}", "mnist", (*INPUTS[input][1], *COMMON), seed=seed, steps=design.steps,
-               eval_every=design.steps, init_reconstruction=published_R(input) if input in PUBLISHED else None)
+    return Row(f"probe_{input}_s{seed}", "mnist", (*INPUTS[input][1], *COMMON), seed=seed, steps=STEPS,
+               eval_every=STEPS, init_reconstruction=published_R(input) if input in PUBLISHED else None)
 
 
 def rows(design: Design = FULL) -> list[Row]:
@@ -149,7 +153,7 @@ def run(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[st
         evaluation.evaluate_row(r.name, runs, results, {"test": list(TEST_DRAWS)})
         recorded.append(r.name)
 
-    design = FAST if fast else FULL
+    design = design_for(fast)
     runner.run_stages(lambda choices: rows(design), lambda choices: choices, evaluate, runs, results, fast, extra,
                       executor)
     return recorded
@@ -200,12 +204,12 @@ def measure_step_times(steps: int = 30, warmup: int = 5, threads: int = 1) -> di
     return out
 
 
-def estimate(times: dict[str, Any], steps: int = STEPS, design: Design = FULL) -> dict[str, float]:
+def estimate(times: dict[str, Any], steps: int = STEPS) -> dict[str, float]:
     """Estimated seconds of each input's row (start, steps, one check on 2,000 validation images, the run's
-    own test evaluation in ``metrics.json``, the shared test draws), and the total over every row of ``design``."""
+    own test evaluation in ``metrics.json``, the shared test draws), and the total over every row of :data:`FULL`."""
     per_input = {input: times["startup_s"] + steps * times["train"][input]
                  + (len(TEST_DRAWS) + 1.2) * times["draw"][input] for input in INPUTS}
-    return {**per_input, "total": len(design.seeds) * sum(per_input.values())}
+    return {**per_input, "total": len(FULL.seeds) * sum(per_input.values())}
 
 
 def largest_steps(times: dict[str, Any], budget_s: float = BUDGET_S, round_to: int = 500) -> int:
@@ -221,7 +225,7 @@ def listing(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tupl
     times_file = results / "step_times.json"
     times = json.loads(times_file.read_text()) if times_file.is_file() and not fast else None
     seconds = estimate(times) if times else {}
-    design = FAST if fast else FULL
+    design = design_for(fast)
     lines = [f"{r.name}: {r.command(runs, fast, extra)}" + (f"   [≈ {seconds[input]:.0f} s]" if seconds else "")
              for s in design.seeds for input in INPUTS if (r := row(input, s, design))]
     if seconds:
@@ -235,8 +239,9 @@ def listing(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tupl
 
 
 def _design(results: Path) -> Design:
+    """The design a results folder was made with: smoke size when its records come from ``--fast`` runs."""
     record = next((json.loads(p.read_text()) for p in sorted(results.glob("probe_*.json"))), None)
-    return FAST if record is not None and record["config"].get("fast") else FULL
+    return design_for(record is not None and bool(record["config"].get("fast")))
 
 
 def analysis(results: Path = RESULTS) -> dict[str, Any]:
@@ -253,18 +258,18 @@ def analysis(results: Path = RESULTS) -> dict[str, Any]:
                          "steps": [None if r is None else r["config"]["steps"] for r in records],
                          "wall_time_s": [None if r is None else r["wall_time_s"] for r in records]}
     names = list(complete)
-    pairs = {f"{a} − {b}": (complete[a], complete[b]) for i, a in enumerate(names) for b in names[i + 1:]}
-    verdicts = stats.compare_family(pairs) if pairs else {}
+    sides = {f"{a} − {b}": (a, b) for i, a in enumerate(names) for b in names[i + 1:]}
+    verdicts = stats.compare_family({k: (complete[a], complete[b]) for k, (a, b) in sides.items()}) if sides else {}
     return {"caption": CAPTION, "rule": stats.RULE, "seeds": list(design.seeds), "test_draws": list(TEST_DRAWS),
             "images": int(next(iter(complete.values())).shape[-1]) if complete else None, "inputs": inputs,
-            "pairs": {name: {"a": name.split(" − ")[0], "b": name.split(" − ")[1], "mean": v.mean, "low": v.low,
-                             "high": v.high, "level": v.level, "per_seed": list(v.per_seed), "resolved": v.resolved}
+            "pairs": {name: {"a": sides[name][0], "b": sides[name][1], **dataclasses.asdict(v)}
                       for name, v in verdicts.items()}}
 
 
 def _verdict(pair: dict[str, Any]) -> stats.Verdict:
-    return stats.Verdict(pair["mean"], pair["low"], pair["high"], pair["level"], tuple(pair["per_seed"]),
-                         pair["resolved"])
+    """The :class:`tarlib.stats.Verdict` of a pair that :func:`analysis` wrote as JSON."""
+    kept = {f.name: pair[f.name] for f in dataclasses.fields(stats.Verdict)}
+    return stats.Verdict(**{**kept, "per_seed": tuple(kept["per_seed"])})
 
 
 def table(a: dict[str, Any]) -> str:
