@@ -126,11 +126,9 @@ def self_checks(nb: dict) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_every_notebook_ends_with_summary_self_check_and_exercises(path: Path) -> None:
-    nb = _read(path)
-    order = [title for c in nb["cells"] for title in ("## Summary", "## Self-check", "## Exercises") if _heading(c, title)]
-    assert order == ["## Summary", "## Self-check", "## Exercises"], f"{path.name}: {order}"
-    pairs = self_checks(nb)
+def test_every_notebook_has_three_to_five_self_checks_with_collapsed_answers(path: Path) -> None:
+    """(tests/test_hygiene.py checks that Summary, Self-check and Exercises are the last three sections.)"""
+    pairs = self_checks(_read(path))
     assert 3 <= len(pairs) <= 5, f"{path.name}: {len(pairs)} self-check questions"
     for question, answer in pairs:
         assert question and answer, f"{path.name}: empty question or answer"
