@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tarlib import data, experiments
 from tarlib.study import evaluation
-from tarlib.study.round3 import protocol
+from tarlib.study.round3 import figures, protocol
 from tarlib.study.round3 import tables as round3_tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,3 +172,16 @@ def test_the_protocol_was_committed_before_every_sitting_of_the_round() -> None:
             assert datetime.fromisoformat(sitting["start_utc"]) >= committed, sitting
             assert subprocess.run(["git", "merge-base", "--is-ancestor", commit, sitting["head"]], cwd=ROOT).returncode == 0
             assert sitting["protocol_blob"] == _git("rev-parse", f"{sitting['head']}:{path}"), sitting
+
+
+def test_principal_angles_of_constructed_subspaces() -> None:
+    """The same column space under another basis: all angles 0; orthogonal spaces: all 90 degrees."""
+    torch.manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(50, 6, dtype=torch.float64))[0]
+    W = basis[:, :3] @ torch.randn(3, 20, dtype=torch.float64)
+    mixed = basis[:, :3] @ torch.randn(3, 3, dtype=torch.float64) @ torch.randn(3, 20, dtype=torch.float64)
+    assert np.allclose(figures.principal_angles(W, mixed, 3), 0, atol=1e-5)
+    other = basis[:, 3:] @ torch.randn(3, 20, dtype=torch.float64)
+    assert np.allclose(figures.principal_angles(W, other, 3), 90)
+    half = basis[:, [0, 1, 3]] @ torch.randn(3, 20, dtype=torch.float64)
+    assert np.allclose(sorted(figures.principal_angles(W, half, 3)), [0, 0, 90], atol=1e-5)

@@ -39,6 +39,7 @@ from tarlib.study import executor, probe, round0, round1, runner
 from tarlib.study.registry import Row, load_choices, select
 from tarlib.study.round2 import protocol, publish
 from tarlib.study.round2 import tables as round2_tables
+from tarlib.study.round3 import figures as round3_figures
 from tarlib.study.round3 import protocol as round3
 from tarlib.study.round3 import publish as round3_publish
 from tarlib.study.round3 import tables as round3_tables
@@ -321,6 +322,8 @@ def main_round3(parser: argparse.ArgumentParser, args: argparse.Namespace, setti
             return 2
         _run_stages(3, args, settings, lambda ex: round3.run(args.runs, results, fast, _extra(args, settings), ex))
     _write_tables(3, results, round3_tables.write_tables)
+    for path in round3_figures.write_figures(args.runs, results):  # needs the run folders of the seed-0 rows
+        print(f"[reproduce] wrote {path}")
     if args.export_weights:
         print(f"[reproduce] wrote {round3_publish.publish(args.runs, results, args.weights)}")
     return 0
