@@ -93,9 +93,12 @@ def test_checked_cells_hold_no_progress_or_timing(nb: Path) -> None:
 def test_structure_goals_summary_exercises(nb: Path) -> None:
     markdown = [_source(c) for c in _cells(nb) if c["cell_type"] == "markdown"]
     assert markdown and re.search(r"learning goals", markdown[0], re.I), f"{nb.name}: first cell must state learning goals"
-    tail = "\n".join(markdown[-3:])
-    assert re.search(r"#+\s*summary", tail, re.I), f"{nb.name}: must end with a Summary"
-    assert re.search(r"#+\s*exercises", tail, re.I), f"{nb.name}: must end with Exercises"
+    summary = [i for i, text in enumerate(markdown) if re.search(r"^#+\s*summary", text, re.I | re.M)]
+    assert summary, f"{nb.name}: must end with a Summary"
+    tail = "\n".join(markdown[summary[-1]:])  # the Summary, a Self-check, the Exercises with their solutions
+    assert re.search(r"^#+\s*exercises", tail, re.I | re.M), f"{nb.name}: must end with Exercises"
+    later = re.findall(r"^#{1,2}\s+(?!summary|self-check|exercises)(.*)", tail, re.I | re.M)
+    assert not later, f"{nb.name}: a section {later} after the Summary; it must end with Summary, Self-check, Exercises"
 
 
 def test_every_notebook_is_in_the_toc() -> None:
