@@ -19,7 +19,7 @@ COMMITTED = ROOT / "results" / "projects"
 def fast_run(tmp_path_factory) -> tuple[dict, Path, float]:
     out = tmp_path_factory.mktemp("projects")
     start = time.perf_counter()
-    assert cli.main(["--projects", "--fast", "--no-progress", "--out", str(out)], prog="python -m tarlib.study") == 0
+    assert cli.main(["--projects", "--fast", "--out", str(out)], prog="python -m tarlib.study") == 0
     return json.loads((out / "answers.json").read_text()), out, time.perf_counter() - start
 
 

@@ -258,7 +258,7 @@ def _value(v: Any) -> str:
 
 
 def rows(answers: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
-    """A project's answers as (quantity, value) pairs, nested keys joined by `` / ``, floats to 4 significant digits."""
+    """A project's answers as (quantity, value) pairs, nested keys joined by a slash, floats to 4 significant digits."""
     out = []
     for k, v in answers.items():
         out += rows(v, f"{prefix}{k} / ") if isinstance(v, dict) else [(f"{prefix}{k}", _value(v))]
