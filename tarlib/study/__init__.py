@@ -24,8 +24,9 @@ What one round's protocol decides:
 - :mod:`tarlib.study.probe`   the information probe: the classifier trained on Aᵀy, FBP(y), the published
   R(y) and y, one budget (``results/probe/PLAN.md``, ``results/probe/``)
 
-And what the rounds' models show: :mod:`tarlib.study.robustness` (section 7) and
-:mod:`tarlib.study.claims` (the paper's claims decided on ``results/``).  The command
+And what the rounds' models show: :mod:`tarlib.study.robustness` (section 7),
+:mod:`tarlib.study.claims` (the paper's claims decided on ``results/``) and
+:mod:`tarlib.study.projects` (reference solutions of notebook 11's projects, ``results/projects/``).  The command
 line is :mod:`tarlib.study.cli`: ``python -m tarlib.study``, or ``python -m tarlib.reproduce``
 as the recorded commands write it.
 """

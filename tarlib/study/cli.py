@@ -13,13 +13,15 @@ The command line of the study's rounds, ``python -m tarlib.study`` (or, as recor
     python -m tarlib.study --probe --list                  # the information probe: its rows and estimate
     python -m tarlib.study --probe --runs DIR --cpus-per-row 1     # ... run it (resumable), then its table
     python -m tarlib.study --probe --tables-only           # ... its table (results/probe/probe.md, probe.json)
+    python -m tarlib.study --projects [--fast] [--out DIR]       # notebook 11's projects: reference answers
     python -m tarlib.study --round 2 --runs DIR --status           # which rows are done, running, pending
     python -m tarlib.study --round 2 --runs DIR --executor ray     # a stage's rows side by side on a local Ray
     python -m tarlib.study --round 2 --runs DIR --address HEAD:6379  # ... or on a running Ray cluster
 
 Round 0 is a smoke round for trying an executor (:mod:`tarlib.study.round0`); round 1 is
 :mod:`tarlib.study.round1`; round 2 is :mod:`tarlib.study.round2`; round 3 is
-:mod:`tarlib.study.round3`; the information probe (``--probe``) is :mod:`tarlib.study.probe`.  The README's results block shows the round whose models
+:mod:`tarlib.study.round3`; the information probe (``--probe``) is :mod:`tarlib.study.probe`; the reference solutions of notebook 11's projects
+(``--projects``) are :mod:`tarlib.study.projects`.  The README's results block shows the round whose models
 ``weights/`` publishes.  The executors and what keeps
 rows safe on a cluster: :mod:`tarlib.study.executor`.
 """
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +38,7 @@ from pathlib import Path
 import tarlib
 from tarlib import records
 from tarlib.config import atomic_write, write_json
-from tarlib.study import executor, probe, round0, round1, runner
+from tarlib.study import executor, probe, projects, round0, round1, runner
 from tarlib.study.registry import Row, load_choices, select
 from tarlib.study.round2 import protocol, publish
 from tarlib.study.round2 import tables as round2_tables
@@ -102,6 +105,11 @@ def build_parser(prog: str = "python -m tarlib.reproduce") -> argparse.ArgumentP
     p.add_argument("--probe", action="store_true",
                    help="the information probe instead of a round (results/probe/, see tarlib.study.probe): the "
                         "classifier trained on Aᵀy, FBP(y), the published R(y) and y; --round is ignored")
+    p.add_argument("--projects", action="store_true",
+                   help="the reference solutions of notebook 11's five projects instead of a round (all 10,000 test "
+                        "digits, 10,000 resamples; --fast: smoke size), written to --out (see tarlib.study.projects)")
+    p.add_argument("--out", type=Path, default=Path("results", "projects"),
+                   help="with --projects: folder of answers.json and answers.md")
     p.add_argument("--only", choices=[t.name for t in round1.TABLES], default=None,
                    help="one table and its dependencies")
     p.add_argument("--rows", default=None, help="comma-separated row names (and their dependencies) instead")
@@ -166,6 +174,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m tarlib.reproduce"
         parser.error("give --only or --rows, not both")
     try:
         settings = _settings(args)
+        if args.projects:
+            return main_projects(args)
         if args.probe:
             return main_probe(parser, args, settings)
         return (main_round0, main_round1, main_round2, main_round3)[args.round](parser, args, settings)
@@ -354,5 +364,14 @@ def main_probe(parser: argparse.ArgumentParser, args: argparse.Namespace, settin
         print(f"[reproduce] probe: {results} does not exist yet: nothing to tabulate")
         return 0
     for path in probe.write_tables(results):
+        print(f"[reproduce] wrote {path}")
+    return 0
+
+
+def main_projects(args: argparse.Namespace) -> int:
+    """``--projects``: the reference solutions of notebook 11's projects (:mod:`tarlib.study.projects`)."""
+    if args.no_progress:
+        os.environ["TQDM_DISABLE"] = "1"
+    for path in projects.write(projects.run_all(args.fast or tarlib.fast_mode()), args.out):
         print(f"[reproduce] wrote {path}")
     return 0
