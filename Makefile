@@ -7,6 +7,7 @@
 #   make check-book  after `make book`: nbval's output checks on the notebooks the build executed,
 #               and every page of the book in headless Chromium
 #   make bench  operator, training and executor benchmarks (the executor's needs Ray: the cluster extra)
+#               and the capstone's step times (results/capstone/bench.json, read by notebook 12)
 #   make reproduce  full-size runs of round 2 (Table 1, sweep, Figure 3; CPU-hours; resumable), then publish
 #
 # Torch is installed on its own, and only when the venv has none, so that pip never
@@ -65,6 +66,7 @@ bench: venv
 	$(PY) benchmarks/operators.py
 	$(PY) benchmarks/training.py
 	$(PY) benchmarks/cluster.py
+	$(PY) benchmarks/capstone.py
 
 reproduce: venv
 	$(PY) -m tarlib.reproduce --round 2 --runs runs
