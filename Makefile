@@ -6,6 +6,10 @@
 #               (the import contracts of pyproject.toml: the library never imports the study, no cycles)
 #   make check-book  after `make book`: nbval's output checks on the notebooks the build executed,
 #               and every page of the book in headless Chromium
+#   make student  the student edition: every notebook without its solutions, in _build/student/notebooks
+#   make test-student  after `make student`: every student notebook under nbval (fast mode)
+#   make times  record each notebook's run time in book/notebook_times.json (the syllabus's table): the
+#               fast-mode times of a book build, and one full-size run of every notebook (long: about an hour)
 #   make bench  operator, training and executor benchmarks (the executor's needs Ray: the cluster extra)
 #               and the capstone's step times (results/capstone/bench.json, read by notebook 12)
 #   make reproduce  full-size runs of round 2 (Table 1, sweep, Figure 3; CPU-hours; resumable), then publish
@@ -26,7 +30,7 @@ PIP        := $(PY) -m pip install --quiet --disable-pip-version-check
 # Jupyter refuses to start as root without --allow-root; containers and CI run as root.
 LAB_ROOT   := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: venv test unit nbval book check-book lab lint bench reproduce clean
+.PHONY: venv test unit nbval book check-book lab lint bench reproduce clean student test-student times
 
 venv: $(STAMP)
 
@@ -50,6 +54,19 @@ book: venv
 	rm -rf _build/html
 	TARLIB_FAST=$(FAST) TQDM_DISABLE=1 $(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "Book built: $(CURDIR)/_build/html/index.html"
+
+student: venv
+	rm -rf _build/student
+	$(PY) tools/student_edition.py _build/student
+
+# The student notebooks run like the course's own (same fast mode, sanitizer and workers).
+test-student: venv
+	OMP_NUM_THREADS=1 TARLIB_FAST=$(FAST) TQDM_DISABLE=1 $(PY) -m pytest _build/student/notebooks \
+	  --nbval-lax --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg \
+	  --nbval-cell-timeout=600 -q -n 2 --dist loadfile
+
+times: book
+	$(PY) tools/notebook_times.py write --fast _build/notebook_times.json --full
 
 check-book: venv
 	$(PY) -m pytest tests/test_executed_notebooks.py tests/test_browser.py -m "book or browser" -q

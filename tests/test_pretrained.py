@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import warnings
@@ -14,6 +15,7 @@ import torch
 from tarlib import config, experiments, physics, pretrained, records
 from tarlib.study import registry, round1
 from tarlib.study.round2 import publish
+from tarlib.study.round3 import publish as round3_publish
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "weights"
@@ -25,11 +27,50 @@ def models() -> dict:
     return pretrained.manifest(WEIGHTS)
 
 
+ROUND2_ENTRIES_SHA256 = "01197657fb4559310b48134d9d4e51dc76dc56cf9e61c1d525b262fa1ce545c4"  # as round 2 published them
+
+
 def _published(models: dict) -> dict[str, dict[str, str]]:
-    """What should be published: round 2's models once it has published them, else round 1's."""
-    if any(m.get("round") == 2 for m in models.values()):
-        return publish.published(registry.load_choices(ROOT / "results" / "round2"))
-    return round1.PUBLISHED
+    """What should be published: round 2's models once it has published them (else round 1's), and round 3's
+    once it has added them."""
+    if not any(m.get("round") == 2 for m in models.values()):
+        return round1.PUBLISHED
+    out = publish.published(registry.load_choices(ROOT / "results" / "round2"))
+    if any(m.get("round") == 3 for m in models.values()):
+        out |= round3_publish.published(registry.load_choices(ROOT / "results" / "round3"))
+    return out
+
+
+def test_round3_adds_its_models_and_leaves_round2_byte_for_byte(models) -> None:
+    """Round 2's manifest entries and files are those it published; round 3's additions stay within 5 MB."""
+    round2 = [m for m in models.values() if m["round"] == 2]
+    digest = hashlib.sha256(json.dumps(round2, sort_keys=True).encode()).hexdigest()
+    assert digest == ROUND2_ENTRIES_SHA256, "round 2's published entries changed"
+    round3 = [m for m in models.values() if m["round"] == 3]
+    if not round3:
+        pytest.skip("round 3 has not published its models (python -m tarlib.study --round 3 --export-weights)")
+    assert sum(f["bytes"] for m in round3 for f in m["files"].values()) <= 5e6
+    assert {f["path"] for m in round2 for f in m["files"].values()}.isdisjoint(
+        {f["path"] for m in round3 for f in m["files"].values()})
+    assert records.published_round(WEIGHTS) == 2  # the course's published round for Table 1 stays round 2
+    assert {m["name"] for m in round3} == set(round3_publish.published(
+        registry.load_choices(ROOT / "results" / "round3")))
+
+
+@pytest.mark.parametrize("name", sorted(round3_publish.published(registry.load_choices(ROOT / "results" / "round3")))
+                         if (ROOT / "results" / "round3" / "choices.json").is_file() else [])
+def test_round3_models_load_weights_only_and_reproduce_their_check(models, name: str) -> None:
+    """Each new architecture (rank-16 map, small LGD, linear T) rebuilds from the manifest, loads with
+    weights_only=True, and re-evaluates within 0.2 points of its manifest's check on 1,000 test images."""
+    if name not in models:
+        pytest.skip(f"{name} is not published yet")
+    m = models[name]
+    for file in m["files"].values():
+        state = torch.load(WEIGHTS / file["path"], map_location="cpu", weights_only=True)
+        assert all(isinstance(v, torch.Tensor) for v in state.values())
+    recomputed = pretrained.check(name, n=1000, directory=WEIGHTS)
+    assert abs(recomputed["accuracy"] - m["check"]["accuracy"]) <= 0.002
+    assert abs(recomputed["accuracy"] - m["metrics"]["accuracy"]) <= 0.025
 
 
 def test_manifest_lists_every_file_and_every_published_model(models) -> None:

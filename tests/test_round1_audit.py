@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -11,10 +10,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tools import round1_audit as audit
+
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("round1_audit", ROOT / "tools" / "round1_audit.py")
-audit = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(audit)
 
 
 def test_round1_files_are_the_json_and_md_files_directly_in_results(tmp_path, monkeypatch) -> None:
@@ -55,7 +53,7 @@ def test_a_notebook_that_opens_a_round1_file_fails_under_nbval(tmp_path) -> None
 def test_the_hook_refuses_every_mode_in_its_own_process(tmp_path, mode) -> None:
     (tmp_path / "old.json").write_text("{}")
     (tmp_path / "round2").mkdir()
-    code = (f"import importlib.util; spec = importlib.util.spec_from_file_location('a', {spec.origin!r}); "
+    code = (f"import importlib.util; spec = importlib.util.spec_from_file_location('a', {audit.__file__!r}); "
             f"m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); m.install({str(tmp_path)!r}); "
             f"open('round2/new.md', 'w').close(); open('old.json', {mode!r})")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)

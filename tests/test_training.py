@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import pickle
+import signal
 
 import numpy as np
 import pytest
@@ -232,6 +234,28 @@ def test_kill_and_resume_gives_bitwise_the_same_parameters(mnist_M, digits, tmp_
     )
     assert out["finished"] and len(out["history"]["loss"]) == 10
     assert _same_parameters(reference, resumed)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_after_the_step_with_a_checkpoint_and_resuming_is_exact(mnist_M, digits, tmp_path,
+                                                                               signum) -> None:
+    reference = _model(mnist_M)
+    training.train(reference, _loader(mnist_M, digits), "joint", C=0.5, steps=8, progress=False)
+
+    def signal_at_step_4(step: int, logs: dict) -> None:
+        if step == 4:
+            os.kill(os.getpid(), signum)
+
+    checkpoint, handlers = tmp_path / "run.pt", (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    with pytest.raises(KeyboardInterrupt, match="after step 4"):
+        training.train(_model(mnist_M), _loader(mnist_M, digits), "joint", C=0.5, steps=8, progress=False,
+                       checkpoint=checkpoint, checkpoint_every=100, callback=signal_at_step_4)
+    assert training.load_checkpoint(checkpoint)["step"] == 4  # written at the stop, not only every 100 steps
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+    resumed = _model(mnist_M, seed=2)
+    out = training.train(resumed, _loader(mnist_M, digits), "joint", C=0.5, steps=8, progress=False,
+                         checkpoint=checkpoint, checkpoint_every=100)
+    assert out["finished"] and _same_parameters(reference, resumed)
 
 
 def test_resume_with_other_settings_is_refused(mnist_M, digits, tmp_path) -> None:

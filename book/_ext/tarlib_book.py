@@ -10,6 +10,10 @@ The fix: sphinx-thebe (loaded by Jupyter Book) adds its inline ``const THEBE_JS_
 script twice to every page, and the second copy throws an uncaught SyntaxError in the
 browser (tests/test_browser.py found it); :func:`drop_repeated_scripts` keeps the first.
 
+The syllabus's table: the ``notebook-times`` directive renders ``book/notebook_times.json``
+(written by ``make times``, tools/notebook_times.py) as one row per notebook, with its title and
+its measured run times in fast and full mode, and the date and commit of each measurement.
+
 And one record: :func:`write_notebook_times` saves how long each notebook took to execute
 during the build to ``_build/notebook_times.json`` (CI prints it with tools/notebook_times.py).
 For that, :func:`record_cell_timing` has myst-nb's executor keep nbclient's per-cell
@@ -38,6 +42,7 @@ from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import make_refnode, nested_parse_with_titles
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+NOTEBOOK_TIMES = PYPROJECT.parent / "book" / "notebook_times.json"
 LAYERS = ("library", "study")
 logger = logging.getLogger(__name__)
 MAX_IDLE_S = 15.0  # longest allowed pause between one cell's end and the next cell's start
@@ -165,6 +170,47 @@ class TarlibAPI(SphinxDirective):
         return container.children
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "not measured"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def notebook_times_table(record: dict, notebooks: Path) -> list[str]:
+    """Markdown lines of the syllabus's table: one row per notebook of ``notebooks``, its title (first
+    heading) and its fast- and full-mode times from ``record`` (book/notebook_times.json), then the sums."""
+    fast, full = (record.get(mode, {}).get("notebooks", {}) for mode in ("fast", "full"))
+    lines = ["| notebook | fast mode | full size |", "|---|---:|---:|"]
+    for path in sorted(notebooks.glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        title = "".join(cells[0]["source"]).splitlines()[0].lstrip("# ").strip()
+        lines.append(f"| {{doc}}`{title} </notebooks/{path.stem}>` | {_duration(fast.get(path.stem))} "
+                     f"| {_duration(full.get(path.stem))} |")
+    lines.append(f"| **all notebooks** | **{_duration(sum(fast.values()) or None)}** "
+                 f"| **{_duration(sum(full.values()) or None)}** |")
+    for mode, label in (("fast", "Fast mode"), ("full", "Full size")):
+        if mode in record:
+            m = record[mode]
+            lines += ["", f"{label}: {m['source']}, {m['machine']}, {m['date']} at commit `{m['commit']}`."]
+    return lines
+
+
+class NotebookTimes(SphinxDirective):
+    """``notebook-times``: the table of every notebook's run times, from book/notebook_times.json."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        self.env.note_dependency(str(NOTEBOOK_TIMES))
+        if not NOTEBOOK_TIMES.is_file():
+            raise self.error(f"no {NOTEBOOK_TIMES}: run `make times`")
+        lines = notebook_times_table(json.loads(NOTEBOOK_TIMES.read_text()), PYPROJECT.parent / "notebooks")
+        container = nodes.section()
+        container.document = self.state.document
+        self.state.nested_parse(StringList(lines, "<notebook-times>"), self.content_offset, container)
+        return container.children
+
+
 def drop_repeated_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: object) -> None:
     """Keep one copy of each script of a page (``html-page-context``)."""
     seen, unique = set(), []
@@ -232,6 +278,7 @@ def write_notebook_times(app: Sphinx, exception: Exception | None) -> None:
 
 def setup(app: Sphinx) -> dict:
     app.add_directive("tarlib-api", TarlibAPI)
+    app.add_directive("notebook-times", NotebookTimes)
     app.connect("autodoc-process-docstring", process_docstring)
     app.connect("missing-reference", resolve_short_name)
     app.connect("html-page-context", drop_repeated_scripts)
