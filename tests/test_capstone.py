@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from tarlib import experiments, stats
+from tarlib import data, experiments, stats, training
 from tarlib.study import capstone, cli, evaluation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +105,17 @@ def test_the_rule_on_constructed_cases_with_known_answers() -> None:
     v = stats.compare(a, b)
     assert v.low > 0 and v.per_seed[2] < 0 and not v.resolved
     assert stats.compare(a[:1], b[:1]).resolved is None  # one seed: no verdict
+
+
+def test_seconds_per_step_times_real_training_steps() -> None:
+    model, M = experiments.build_model("mnist", capstone.RECON)
+    images = data.load_mnist("train")
+    loader = data.TaskLoader(images.images[:128], images.labels[:128], M, batch_size=32, seed=0)
+    before = [p.clone() for p in model.T.parameters()]
+    cpu, wall = training.seconds_per_step(model, loader, "joint", steps=2, warmup=1)
+    assert cpu > 0 and wall > 0 and any(not torch.equal(a, b) for a, b in zip(before, model.T.parameters()))
+    with pytest.raises(ValueError, match="steps ≥ 1 and warmup ≥ 1"):
+        training.seconds_per_step(model, loader, "joint", steps=0)
 
 
 def test_the_bench_estimate_fits_the_budget_and_names_its_device() -> None:
