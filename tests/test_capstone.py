@@ -159,5 +159,7 @@ def test_smoke_capstone_runs_pairs_summarises_and_resumes(in_checkout, tmp_path:
     assert capstone.run(runs, results, fast=True, extra=("--no-progress",)) == ["cap_joint_s1"] and len(ran) == 1
     assert len(json.loads((runs / "cap_joint_s1" / "sittings.json").read_text())) == 2
 
+    with pytest.raises(ValueError, match="holds smoke-size records"):  # a full run never mixes with smoke-size rows
+        capstone.run(runs, results, fast=False)
     assert cli.main(["--capstone", "--fast", "--list", "--runs", str(runs)]) == 0
     assert "cap_joint_s2: python -m tarlib.experiments mnist --strategy joint" in capsys.readouterr().out

@@ -113,6 +113,9 @@ def run(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[st
     """Train and evaluate every row without a record (resumable: a finished row is not run again, an interrupted
     one resumes from its checkpoint), write the summary; return the rows recorded now."""
     design, recorded = design_for(fast), []
+    if results.is_dir() and any(results.glob("cap_*.json")) and _design(results) is not design:
+        raise ValueError(f"{results} holds {'smoke-size' if _design(results).fast else 'full-size'} records: give the "
+                         f"{'smoke-size' if fast else 'full-size'} run its own --results folder")
 
     def evaluate(r: Row, choices: dict[str, Any]) -> None:
         fine = r.init_task is not None

@@ -378,8 +378,11 @@ def main_capstone(parser: argparse.ArgumentParser, args: argparse.Namespace, set
         return _print_status(capstone.rows(capstone.design_for(fast)), args.runs,
                              lambda row: (results / f"{row.name}.json").is_file(), [])
     if not args.tables_only:
-        with executor.open_executor(settings, args.runs) as ex:
-            capstone.run(args.runs, results, fast, _extra(args, settings), ex)
+        try:
+            with executor.open_executor(settings, args.runs) as ex:
+                capstone.run(args.runs, results, fast, _extra(args, settings), ex)
+        except ValueError as err:  # smoke-size and full-size records in one folder, or no C from round 3
+            parser.error(str(err))
     if not results.is_dir():
         print(f"[reproduce] capstone: {results} does not exist yet: nothing to summarise")
         return 0
