@@ -11,6 +11,7 @@
 #   make times  record each notebook's run time in book/notebook_times.json (the syllabus's table): the
 #               fast-mode times of a book build, and one full-size run of every notebook (long: about an hour)
 #   make bench  operator, training and executor benchmarks (the executor's needs Ray: the cluster extra)
+#               and the capstone's step times (results/capstone/bench.json, read by notebook 12)
 #   make reproduce  full-size runs of round 2 (Table 1, sweep, Figure 3; CPU-hours; resumable), then publish
 #
 # Torch is installed on its own, and only when the venv has none, so that pip never
@@ -82,6 +83,7 @@ bench: venv
 	$(PY) benchmarks/operators.py
 	$(PY) benchmarks/training.py
 	$(PY) benchmarks/cluster.py
+	$(PY) benchmarks/capstone.py
 
 reproduce: venv
 	$(PY) -m tarlib.reproduce --round 2 --runs runs

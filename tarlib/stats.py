@@ -16,6 +16,9 @@ The course's one rule for "A is better than B" (notebook 04) is :func:`compare`,
   (at its Holm level in a family) and every seed's difference has the same sign;
 - a comparison of single-seed rows gets no verdict: one seed does not include training variance;
 - choices behind the compared rows must be made on validation data: that is the caller's part.
+
+:func:`paired_scores` builds the rule's [seeds, draws, images] arrays from per-run scores
+(:class:`RunScores`) and refuses runs that are not paired by seed, draw and image.
 """
 
 from __future__ import annotations
@@ -244,3 +247,61 @@ def detectable_effect(diff: np.ndarray, level: float = 0.95, power: float = 0.8)
 def compare(a: np.ndarray, b: np.ndarray, n_resamples: int = 10_000, seed: int = 0, level: float = 0.95) -> Verdict:
     """The course's rule for one comparison of A with B (see :func:`compare_family` for the shapes)."""
     return compare_family({"A − B": (a, b)}, 1 - level, n_resamples, seed)["A − B"]
+
+
+@dataclass(frozen=True)
+class RunScores:
+    """Per-image scores of one trained model, as one run records them: its ``strategy`` and ``seed``, the shared
+    noise ``draws`` it was evaluated on, the test ``images`` (indices into the test set, in the order scored) and
+    ``scores`` shaped [draws, images] (e.g. correctness)."""
+
+    strategy: str
+    seed: int
+    draws: tuple[int, ...]
+    images: tuple[int, ...]
+    scores: np.ndarray
+
+
+def _check_run(run: RunScores) -> None:
+    shape = np.shape(run.scores)
+    if shape != (len(run.draws), len(run.images)) or not run.images:
+        raise ValueError(f"{run.strategy}, seed {run.seed}: scores must be shaped [draws, images] = "
+                         f"[{len(run.draws)}, {len(run.images)}] (and not empty), got {shape}")
+    if len(set(run.draws)) != len(run.draws) or len(set(run.images)) != len(run.images):
+        raise ValueError(f"{run.strategy}, seed {run.seed}: a draw or an image index appears twice")
+
+
+def paired_scores(runs: list[RunScores], a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
+    """The scores of strategies ``a`` and ``b`` as [seeds, draws, images], paired for :func:`compare`.
+
+    Pairing is what makes the rule's differences image by image: the two strategies must have the same seeds
+    (each seed's A and B share their pre-trained networks), and every run the same shared noise draws and the
+    same test images in the same order.  Anything else raises a ``ValueError`` that says what differs; the
+    seeds come out in increasing order.
+    """
+    by_key: dict[tuple[str, int], RunScores] = {}
+    for run in runs:
+        _check_run(run)
+        if (run.strategy, run.seed) in by_key:
+            raise ValueError(f"two runs of {run.strategy} with seed {run.seed}")
+        by_key[(run.strategy, run.seed)] = run
+    seeds = {s: sorted(seed for strategy, seed in by_key if strategy == s) for s in (a, b)}
+    for s in (a, b):
+        if not seeds[s]:
+            raise ValueError(f"no run of strategy {s!r}; the runs are of {sorted({k[0] for k in by_key})}")
+    if seeds[a] != seeds[b]:
+        raise ValueError(f"not paired: {a} has seeds {seeds[a]}, {b} has seeds {seeds[b]}; compare the seeds both have")
+    first = by_key[(a, seeds[a][0])]
+    for (strategy, seed), run in sorted(by_key.items()):
+        if strategy not in (a, b):
+            continue
+        where = f"{strategy}, seed {seed} against {a}, seed {first.seed}"
+        if tuple(run.draws) != tuple(first.draws):
+            raise ValueError(f"not paired: {where}: draws {list(run.draws)} against {list(first.draws)} (the draws "
+                             "must be the shared ones, in the same order)")
+        if tuple(run.images) != tuple(first.images):
+            same = sorted(run.images) == sorted(first.images)
+            raise ValueError(f"not paired: {where}: " + ("the same images in another order; sort both runs by image "
+                                                         "index first" if same else "different test images"))
+    A, B = (np.stack([np.asarray(by_key[(s, seed)].scores, dtype=float) for seed in seeds[s]]) for s in (a, b))
+    return A, B

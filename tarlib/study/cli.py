@@ -14,6 +14,7 @@ The command line of the study's rounds, ``python -m tarlib.study`` (or, as recor
     python -m tarlib.study --probe --runs DIR --cpus-per-row 1     # ... run it (resumable), then its table
     python -m tarlib.study --probe --tables-only           # ... its table (results/probe/probe.md, probe.json)
     python -m tarlib.study --projects [--fast] [--out DIR]       # notebook 11's projects: reference answers
+    python -m tarlib.study --capstone --runs DIR           # notebook 12's capstone, resumable (--fast: smoke size)
     python -m tarlib.study --round 2 --runs DIR --status           # which rows are done, running, pending
     python -m tarlib.study --round 2 --runs DIR --executor ray     # a stage's rows side by side on a local Ray
     python -m tarlib.study --round 2 --runs DIR --address HEAD:6379  # ... or on a running Ray cluster
@@ -21,7 +22,7 @@ The command line of the study's rounds, ``python -m tarlib.study`` (or, as recor
 Round 0 is a smoke round for trying an executor (:mod:`tarlib.study.round0`); round 1 is
 :mod:`tarlib.study.round1`; round 2 is :mod:`tarlib.study.round2`; round 3 is
 :mod:`tarlib.study.round3`; the information probe (``--probe``) is :mod:`tarlib.study.probe`; the reference solutions of notebook 11's projects
-(``--projects``) are :mod:`tarlib.study.projects`.  The README's results block shows the round whose models
+(``--projects``) are :mod:`tarlib.study.projects`; the capstone of notebook 12 (``--capstone``) is :mod:`tarlib.study.capstone`.  The README's results block shows the round whose models
 ``weights/`` publishes.  The executors and what keeps
 rows safe on a cluster: :mod:`tarlib.study.executor`.
 """
@@ -38,7 +39,7 @@ from pathlib import Path
 import tarlib
 from tarlib import records
 from tarlib.config import atomic_write, write_json
-from tarlib.study import executor, probe, projects, round0, round1, runner
+from tarlib.study import capstone, executor, probe, projects, round0, round1, runner
 from tarlib.study.registry import Row, load_choices, select
 from tarlib.study.round2 import protocol, publish
 from tarlib.study.round2 import tables as round2_tables
@@ -110,6 +111,9 @@ def build_parser(prog: str = "python -m tarlib.reproduce") -> argparse.ArgumentP
                         "digits, 10,000 resamples; --fast: smoke size), written to --out (see tarlib.study.projects)")
     p.add_argument("--out", type=Path, default=Path("results", "projects"),
                    help="with --projects: folder of answers.json and answers.md")
+    p.add_argument("--capstone", action="store_true",
+                   help="notebook 12's capstone instead of a round (results/capstone/, see tarlib.study.capstone): "
+                        "sequential against joint training on the rank-16 R, three seeds; --round is ignored")
     p.add_argument("--only", choices=[t.name for t in round1.TABLES], default=None,
                    help="one table and its dependencies")
     p.add_argument("--rows", default=None, help="comma-separated row names (and their dependencies) instead")
@@ -178,6 +182,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m tarlib.reproduce"
             return main_projects(args)
         if args.probe:
             return main_probe(parser, args, settings)
+        if args.capstone:
+            return main_capstone(parser, args, settings)
         return (main_round0, main_round1, main_round2, main_round3)[args.round](parser, args, settings)
     except executor.ExecutorError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
@@ -373,5 +379,34 @@ def main_projects(args: argparse.Namespace) -> int:
     if args.no_progress:
         os.environ["TQDM_DISABLE"] = "1"
     for path in projects.write(projects.run_all(args.fast or tarlib.fast_mode()), args.out):
+        print(f"[reproduce] wrote {path}")
+    return 0
+
+
+def main_capstone(parser: argparse.ArgumentParser, args: argparse.Namespace, settings: executor.Settings) -> int:
+    """``--capstone``: list, show or run notebook 12's capstone (:mod:`tarlib.study.capstone`), then write its
+    summary."""
+    if args.export_weights or args.readme is not None or args.only is not None or args.rows is not None:
+        parser.error("--capstone has no weights, README block, --only or --rows")
+    if args.measure_steps:
+        parser.error("--capstone times its steps with python benchmarks/capstone.py (make bench)")
+    results = args.results / "capstone"
+    fast, extra = args.fast or tarlib.fast_mode(), _listed_extra(args)
+    if args.list:
+        print("\n".join(capstone.listing(args.runs, results, fast, extra)))
+        return 0
+    if args.status:
+        return _print_status(capstone.rows(capstone.design_for(fast)), args.runs,
+                             lambda row: (results / f"{row.name}.json").is_file(), [])
+    if not args.tables_only:
+        try:
+            with executor.open_executor(settings, args.runs) as ex:
+                capstone.run(args.runs, results, fast, _extra(args, settings), ex)
+        except ValueError as err:  # smoke-size and full-size records in one folder, or no C from round 3
+            parser.error(str(err))
+    if not results.is_dir():
+        print(f"[reproduce] capstone: {results} does not exist yet: nothing to summarise")
+        return 0
+    for path in capstone.write_summary(results):
         print(f"[reproduce] wrote {path}")
     return 0

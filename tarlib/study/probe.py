@@ -162,16 +162,6 @@ def run(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[st
 # ----------------------------------------------------------------------------- time
 
 
-def _seconds_per_step(model: torch.nn.Module, loader: data.TaskLoader, strategy: str, steps: int,
-                      warmup: int) -> tuple[float, float]:
-    """Median CPU and wall seconds of ``steps`` training steps after ``warmup`` untimed ones."""
-    stamps: list[tuple[float, float]] = []
-    training.train(model, loader, strategy, steps=steps + warmup, lr=LR, progress=False,
-                   callback=lambda step, logs: stamps.append((time.process_time(), time.perf_counter())))
-    cpu, wall = np.diff(np.array(stamps[warmup - 1:]), axis=0).T
-    return float(np.median(cpu)), float(np.median(wall))
-
-
 def measure_step_times(steps: int = 30, warmup: int = 5, threads: int = 1) -> dict[str, Any]:
     """Seconds per training step of each input (batch 64, full-size networks, on training images), seconds
     per evaluated draw of 10,000 images, and what a row pays before its first step, at ``threads`` torch
@@ -192,8 +182,8 @@ def measure_step_times(steps: int = 30, warmup: int = 5, threads: int = 1) -> di
         options = dict(zip(args[::2], args[1::2]))
         model, M = experiments.build_model("mnist", options["--recon"], mu=MU)
         loader = data.TaskLoader(images, labels, M, batch_size=64, seed=0)
-        out["train"][input], out["train_wall"][input] = _seconds_per_step(model, loader, options["--strategy"], steps,
-                                                                          warmup)
+        out["train"][input], out["train_wall"][input] = training.seconds_per_step(
+            model, loader, options["--strategy"], steps, warmup, lr=LR)
         cpu, wall = time.process_time(), time.perf_counter()
         training.evaluate(model.eval(), experiments.fixed_batches(images[:10_000], labels[:10_000], M, 500, 0, "cpu"))
         out["draw"][input], out["draw_wall"][input] = time.process_time() - cpu, time.perf_counter() - wall

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from tarlib import data, experiments, nets, pretrained, training
@@ -295,15 +294,6 @@ def step_kind(row: Row) -> str:
     return f"{strategy}/{recon}/{'-' if strategy == 'pretrain_reconstruction' else args.get('--task-net', 'cnn')}"
 
 
-def _seconds_per_step(model: nets.TaskAdapted, loader: data.TaskLoader, strategy: str, steps: int,
-                      warmup: int) -> float:
-    """Median seconds of ``steps`` training steps that follow ``warmup`` untimed ones."""
-    stamps: list[float] = []
-    training.train(model, loader, strategy, C=0.5 if strategy == "joint" else None, steps=steps + warmup,
-                   progress=False, callback=lambda step, logs: stamps.append(time.perf_counter()))
-    return float(np.median(np.diff(stamps[warmup - 1:])))
-
-
 def measure_step_times(steps: int = 50, warmup: int = 5) -> dict[str, Any]:
     """Seconds per training step of every kind of row (:func:`step_kind`), timed over ``steps`` steps on
     training images after ``warmup`` untimed ones, and seconds per evaluated draw (10,000 training images).
@@ -321,7 +311,7 @@ def measure_step_times(steps: int = 50, warmup: int = 5) -> dict[str, Any]:
         model, M = experiments.build_model("mnist", "lgd" if recon == "-" else recon, mu=MU,
                                            task_net="cnn" if task_net == "-" else task_net)
         loader = data.TaskLoader(images, labels, M, batch_size=64, seed=0)
-        out["train"][kind] = _seconds_per_step(model, loader, strategy, steps, warmup)
+        out["train"][kind] = training.seconds_per_step(model, loader, strategy, steps, warmup)[1]
         print(f"[round 3] {kind}: {out['train'][kind]:.3f} s per step", flush=True)
         if strategy in ("joint", "sequential"):  # one evaluated draw of T ∘ R on 10,000 images
             tick = time.perf_counter()
