@@ -35,6 +35,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import tarlib
 from tarlib import records
@@ -351,25 +352,31 @@ def main_probe(parser: argparse.ArgumentParser, args: argparse.Namespace, settin
     if args.export_weights or args.readme is not None or args.only is not None or args.rows is not None:
         parser.error("--probe has no weights, README block, --only or --rows")
     results = args.results / "probe"
-    fast, extra = args.fast or tarlib.fast_mode(), _listed_extra(args)
     if args.measure_steps:
         return _write_step_times(results, lambda: probe.measure_step_times(threads=args.cpus_per_row or 1))
+    if not args.tables_only and not args.list and not args.status and not probe.PLAN_FILE.is_file():
+        print(f"[reproduce] probe: {probe.PLAN_FILE} is not there: no run before its plan")
+        return 2
+    return _small_study(args, settings, probe, results, probe.write_tables, "tabulate")
+
+
+def _small_study(args: argparse.Namespace, settings: executor.Settings, study: ModuleType, results: Path,
+                 write: Callable[[Path], list[Path]], verb: str) -> int:
+    """``--list``, ``--status`` or a run (then ``write``) of a one-stage study module: the probe, the capstone."""
+    fast, extra = args.fast or tarlib.fast_mode(), _listed_extra(args)
     if args.list:
-        print("\n".join(probe.listing(args.runs, results, fast, extra)))
+        print("\n".join(study.listing(args.runs, results, fast, extra)))
         return 0
     if args.status:
-        return _print_status(probe.rows(probe.design_for(fast)), args.runs,
+        return _print_status(study.rows(study.design_for(fast)), args.runs,
                              lambda row: (results / f"{row.name}.json").is_file(), [])
     if not args.tables_only:
-        if not probe.PLAN_FILE.is_file():
-            print(f"[reproduce] probe: {probe.PLAN_FILE} is not there: no run before its plan")
-            return 2
         with executor.open_executor(settings, args.runs) as ex:
-            probe.run(args.runs, results, fast, _extra(args, settings), ex)
+            study.run(args.runs, results, fast, _extra(args, settings), ex)
     if not results.is_dir():
-        print(f"[reproduce] probe: {results} does not exist yet: nothing to tabulate")
+        print(f"[reproduce] {results.name}: {results} does not exist yet: nothing to {verb}")
         return 0
-    for path in probe.write_tables(results):
+    for path in write(results):
         print(f"[reproduce] wrote {path}")
     return 0
 
@@ -390,23 +397,7 @@ def main_capstone(parser: argparse.ArgumentParser, args: argparse.Namespace, set
         parser.error("--capstone has no weights, README block, --only or --rows")
     if args.measure_steps:
         parser.error("--capstone times its steps with python benchmarks/capstone.py (make bench)")
-    results = args.results / "capstone"
-    fast, extra = args.fast or tarlib.fast_mode(), _listed_extra(args)
-    if args.list:
-        print("\n".join(capstone.listing(args.runs, results, fast, extra)))
-        return 0
-    if args.status:
-        return _print_status(capstone.rows(capstone.design_for(fast)), args.runs,
-                             lambda row: (results / f"{row.name}.json").is_file(), [])
-    if not args.tables_only:
-        try:
-            with executor.open_executor(settings, args.runs) as ex:
-                capstone.run(args.runs, results, fast, _extra(args, settings), ex)
-        except ValueError as err:  # smoke-size and full-size records in one folder, or no C from round 3
-            parser.error(str(err))
-    if not results.is_dir():
-        print(f"[reproduce] capstone: {results} does not exist yet: nothing to summarise")
-        return 0
-    for path in capstone.write_summary(results):
-        print(f"[reproduce] wrote {path}")
-    return 0
+    try:
+        return _small_study(args, settings, capstone, args.results / "capstone", capstone.write_summary, "summarise")
+    except ValueError as err:  # smoke-size and full-size records in one folder, or no C from round 3
+        parser.error(str(err))
