@@ -152,15 +152,15 @@ def test_notebook_times_fail_over_budget(times, tmp_path, capsys) -> None:
 
 
 def test_notebook_times_fail_when_a_notebook_is_half_again_slower_than_committed(times, tmp_path, capsys) -> None:
-    """A notebook over 1.5 times its committed fast-mode time, or without one, fails the check."""
-    committed = {"00_a": 10.0, "01_b": 40.0}
-    assert times.slower_than_committed({"00_a": 15.0, "01_b": 20.0}, committed) == []
-    slower = times.slower_than_committed({"00_a": 15.1, "01_b": 40.0, "02_c": 1.0}, committed)
-    assert len(slower) == 2 and slower[0].startswith("00_a took 15.1 s, 1.51 times its committed 10.0 s")
+    """A notebook over 1.5 times its committed fast-mode time (and over 5 s more), or without one, fails the check."""
+    committed = {"00_a": 20.0, "01_b": 40.0, "03_d": 4.0}
+    assert times.slower_than_committed({"00_a": 30.0, "01_b": 20.0, "03_d": 9.0}, committed) == []  # 03_d: +5 s
+    slower = times.slower_than_committed({"00_a": 30.2, "01_b": 40.0, "02_c": 1.0}, committed)
+    assert len(slower) == 2 and slower[0].startswith("00_a took 30.2 s, 1.51 times its committed 20.0 s")
     assert "02_c has no committed fast-mode time" in slower[1]
     path, file = tmp_path / "t.json", tmp_path / "committed.json"
     file.write_text(json.dumps({"fast": {"notebooks": committed}}))
-    path.write_text('{"source": "test", "notebooks": {"notebooks/00_a": {"seconds": 16.0}}}')
+    path.write_text('{"source": "test", "notebooks": {"notebooks/00_a": {"seconds": 32.0}}}')
     assert times.main(["check", str(path), "--committed", str(file)]) == 1
     assert "1.60 times its committed" in capsys.readouterr().err
 
