@@ -7,6 +7,7 @@ metrics and the committed tables.
 - :func:`course_tables`  Table 1 next to the paper's and the verdicts on the targets of a round
 - :func:`choices`, :func:`correct`  round 2's choices on validation data, and a row's per-image
   correctness on its shared test draws (for paired comparisons, :func:`tarlib.stats.compare`)
+- :func:`study_file`  a committed table or summary of a later study (round 3, the information probe)
 
 This module only reads: the rounds themselves, and the tables it reads, are written by the
 study (:mod:`tarlib.study`, ``python -m tarlib.reproduce``).
@@ -122,12 +123,24 @@ def choices(results: str | Path | None = None) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def correct(row: str, results: str | Path | None = None) -> np.ndarray | None:
-    """Per-image correctness [seeds, draws, images] of round 2's MNIST row ``row`` (e.g. ``"r2_sequential"``,
-    ``"r2_joint_C0.01"``) on its 5 shared test draws, from its saved predictions; None if any seed is missing."""
-    folder = Path(results or results_dir()) / "round2" / "predictions"
+def correct(row: str, results: str | Path | None = None, study: str = "round2") -> np.ndarray | None:
+    """Per-image correctness [seeds, draws, images] of an MNIST row of ``study`` (round 2's ``"r2_sequential"``,
+    ``"r2_joint_C0.01"``; round 3's ``"r3_rank16_cnn_sequential"`` with ``study="round3"``) on its shared test
+    draws, from its saved predictions; None if any of its seeds 0, 1, 2 is missing."""
+    folder = Path(results or results_dir()) / study / "predictions"
     paths = [folder / f"{row}_s{s}.npz" for s in SEEDS]
     if not all(p.is_file() for p in paths):
         return None
     labels = data.load_mnist("test").labels.numpy()
     return np.stack([np.load(p)["test"] == labels[None, :] for p in paths])
+
+
+def study_file(study: str, name: str, results: str | Path | None = None) -> Any:
+    """A committed output of a study in ``results/<study>/`` (``"round3"``, ``"probe"``): parsed JSON for a
+    ``.json`` file (e.g. ``"summary.json"``), the text of a Markdown table (e.g. ``"regime.md"``)."""
+    path = Path(results or results_dir()) / study / name
+    if path.suffix not in (".json", ".md"):
+        raise ValueError(f"study_file reads .json or .md files, got {name!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}: `python -m tarlib.study` writes it when the study's runs are in")
+    return json.loads(path.read_text()) if path.suffix == ".json" else path.read_text()

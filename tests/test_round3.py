@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from tarlib import data, experiments
-from tarlib.study import evaluation
+from tarlib import data, experiments, records
+from tarlib.study import cli, evaluation
 from tarlib.study.round3 import figures, protocol
 from tarlib.study.round3 import tables as round3_tables
 
@@ -151,6 +151,41 @@ def test_statistics_of_a_constructed_round(tmp_path: Path) -> None:
     assert {t[:2]: v for t, _, v in round3_tables.targets(tmp_path / "tie", a)}["1."] is False
 
 
+def test_cell_verdicts_kinds_summary_and_readme_block(tmp_path: Path) -> None:
+    """The course's rule per cell (Holm over the cells), the tie margin, the kind of a gain against T's
+    ceiling, and the same numbers in summary.json, the course's reader and the README's block."""
+    results = tmp_path / "round3"
+    _fake_round(results, {"rank16_cnn": 40, "small_linear": 4})
+    cells = round3_tables.analysis(results)["cells"]
+    assert cells["rank16_cnn"]["verdict"] == "resolved: joint better"
+    assert cells["rank16_cnn"]["kind"].startswith("within T's ceiling")  # 85 % against T's 99 % on true images
+    assert cells["full_cnn"]["verdict"] == "not resolved; ties within ±0.15 pp" and cells["full_cnn"]["kind"] == "—"
+    assert not cells["small_linear"]["ties"]  # +1 point: outside the tie margin
+    for s in protocol.FULL.seeds:  # the CNN's ceiling drops to 80 %: the same gain now lies above it
+        path = results / f"{protocol.pre_T('cnn', s)}.json"
+        record = json.loads(path.read_text())
+        record["evaluation"]["test_true_images"] = [{"accuracy": 0.8}]
+        path.write_text(json.dumps(record))
+    written = round3_tables.write_tables(results)
+    summary = records.study_file("round3", "summary.json", tmp_path)
+    assert results / "summary.json" in written
+    assert summary["cells"]["rank16_cnn"]["kind"].startswith("above T's ceiling")
+    assert summary["cells"]["rank16_cnn"]["above_ceiling"] == pytest.approx(0.05)
+    assert "resolved: joint better" in records.study_file("round3", "regime.md", tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"before\n{round3_tables.README_BEGIN}\nold\n{round3_tables.README_END}\nafter\n")
+    assert cli.replace_block(readme, round3_tables.README_BEGIN, round3_tables.README_END,
+                             round3_tables.readme_block(results))
+    text = readme.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
+    row = next(line for line in text.splitlines() if line.startswith("| rank 16 | CNN |"))
+    assert row.startswith("| rank 16 | CNN | 80.00 | 75.00 | 85.00 (C = 0.5) | +10.00 [+")
+    assert row.endswith("| resolved: joint better | above T's ceiling: R does part of the classifying |")
+    assert "| small | linear |" in text and "+1.00 [+" in text and "| not resolved | — |" in text  # Holm over 5 cells
+    with pytest.raises(FileNotFoundError, match="python -m tarlib.study"):
+        records.study_file("round3", "nothing.json", tmp_path)
+
+
 def _git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
 
@@ -165,6 +200,9 @@ def test_the_protocol_was_committed_before_every_sitting_of_the_round() -> None:
         return
     assert len(added) == 2, "the protocol was added in one commit"
     commit, committed = added[0], datetime.fromisoformat(added[1])
+    restored = RESULTS / protocol.RESTORED_FILE  # the restored R_0's evaluation is a sitting of its own
+    evaluations = json.loads(restored.read_text()).values() if restored.is_file() else []
+    records += [{"config": "restored", "protocol": {"path": "results/round3/PROTOCOL.md"}, "sittings": [e]} for e in evaluations]
     for record in records:
         assert record.get("sittings"), f"{record['config']}: every run of the round records its sittings"
         path = record["protocol"]["path"]
@@ -185,3 +223,31 @@ def test_principal_angles_of_constructed_subspaces() -> None:
     assert np.allclose(figures.principal_angles(W, other, 3), 90)
     half = basis[:, [0, 1, 3]] @ torch.randn(3, 20, dtype=torch.float64)
     assert np.allclose(sorted(figures.principal_angles(W, half, 3)), [0, 0, 90], atol=1e-5)
+
+
+def test_subspaces_table_counts_angles_and_energy() -> None:
+    """Angles 0, 20 and 60 degrees: one above 45°, two above 10°; singular values 2, 1, 1, 1, 1: 7 of 8 in the
+    leading 4 directions."""
+    found = {"rank16_cnn": {"principal_angles_deg": [0.0, 20.0, 60.0],
+                            "singular_values": {"sequential": [2.0, 1.0, 1.0, 1.0, 1.0], "joint": [1.0] * 8}}}
+    row = figures.subspaces_table(found).splitlines()[-1]
+    assert row == "| rank 16 × CNN | 0.0 / 20.0 / 60.0 | 2 | 1 of 3 | 88 % / 50 % |"
+
+
+def test_round2_sequential_rows_take_their_validation_l2_from_the_pretrained_R(tmp_path: Path) -> None:
+    """Round 2's sequential rows have test draws only: their validation L2 is R_s's, from round 3's record of R_s
+    or, for the restored R_0, from restored_evaluation.json; without either the tables say which row lacks it."""
+    results = tmp_path / "round3"
+    _fake_round(results, {})
+    for name in [f"r2_sequential_s{s}" for s in protocol.FULL.seeds] + [protocol.full_R(0)]:
+        record = json.loads((results / f"{name}.json").read_text())
+        del record["evaluation"]["val"]
+        (results / f"{name}.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="r2_sequential_s0 has no val L2 loss"):
+        round3_tables.analysis(results)
+    (results / protocol.RESTORED_FILE).write_text(json.dumps({protocol.full_R(0): {"val": [{"l2": 7.0}], "seconds": 20.0}}))
+    cell = round3_tables.analysis(results)["cells"]["full_cnn"]
+    assert cell["l2_sequential_val"] == pytest.approx((7 + 10 + 10) / 3)
+    assert "| full | CNN | sequential | 0 | — | 90.00 | 7.00¹ | 10.00 | 1.00 |" in round3_tables.rows_table(
+        results, round3_tables.analysis(results))
+    assert round3_tables.seconds(results)[0] == pytest.approx(len(list(results.glob("r[23]_*.json"))) + 20.0)

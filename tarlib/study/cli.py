@@ -10,6 +10,7 @@ The command line of the study's rounds, ``python -m tarlib.study`` (or, as recor
     python -m tarlib.study --tables-only --readme README.md        # round 1's tables and the README's results block
     python -m tarlib.study --round 3 --measure-steps       # round 3: time 50 steps of every kind of row
     python -m tarlib.study --round 3 --list                # round 3's rows so far, with estimated seconds
+    python -m tarlib.study --round 3 --tables-only --runs DIR --readme README.md  # its tables, figures, README block
     python -m tarlib.study --probe --list                  # the information probe: its rows and estimate
     python -m tarlib.study --probe --runs DIR --cpus-per-row 1     # ... run it (resumable), then its table
     python -m tarlib.study --probe --tables-only           # ... its table (results/probe/probe.md, probe.json)
@@ -84,16 +85,21 @@ def readme_block(results: Path, round: int | None = None) -> str:
     return "\n".join(parts + ["", README_END])
 
 
-def update_readme(readme: Path, results: Path, round: int | None = None) -> bool:
-    """Replace the text between the README's results markers by :func:`readme_block`; False without markers."""
+def replace_block(readme: Path, begin_marker: str, end_marker: str, block: str) -> bool:
+    """Replace the text from ``begin_marker`` to ``end_marker`` (``block`` includes both); False without markers."""
     text = readme.read_text()
-    begin, end = text.find(README_BEGIN), text.find(README_END)
+    begin, end = text.find(begin_marker), text.find(end_marker)
     if begin < 0 or end < begin:
         return False
-    new = text[:begin] + readme_block(results, round) + text[end + len(README_END):]
+    new = text[:begin] + block + text[end + len(end_marker):]
     if new != text:
         atomic_write(readme, new.encode())
     return True
+
+
+def update_readme(readme: Path, results: Path, round: int | None = None) -> bool:
+    """Replace the text between the README's results markers by :func:`readme_block`; False without markers."""
+    return replace_block(readme, README_BEGIN, README_END, readme_block(results, round))
 
 
 def build_parser(prog: str = "python -m tarlib.reproduce") -> argparse.ArgumentParser:
@@ -339,6 +345,12 @@ def main_round3(parser: argparse.ArgumentParser, args: argparse.Namespace, setti
             return 2
         _run_stages(3, args, settings, lambda ex: round3.run(args.runs, results, fast, _extra(args, settings), ex))
     _write_tables(3, results, round3_tables.write_tables)
+    if args.readme is not None:
+        block = round3_tables.readme_block(results)
+        if not replace_block(args.readme, round3_tables.README_BEGIN, round3_tables.README_END, block):
+            parser.error(f"{args.readme} has no round-3 block: add the two lines {round3_tables.README_BEGIN!r} and "
+                         f"{round3_tables.README_END!r} where it should go")
+        print(f"[reproduce] updated the round-3 block of {args.readme}")
     for path in round3_figures.write_figures(args.runs, results):  # needs the run folders of the seed-0 rows
         print(f"[reproduce] wrote {path}")
     if args.export_weights:

@@ -122,7 +122,8 @@ def singular_images_figure(models: dict[tuple[str, str], dict[str, nets.TaskAdap
 
 
 def write_figures(runs: Path, results: Path = protocol.RESULTS) -> list[Path]:
-    """The digits figure, the rank-16 subspaces (JSON and figure) of every cell whose seed-0 runs are in ``runs``."""
+    """The digits figure, the rank-16 subspaces (JSON, table and figure) of every cell whose seed-0 runs are in
+    ``runs``."""
     models = reconstructions(runs, results)
     if not models:
         return []
@@ -130,6 +131,22 @@ def write_figures(runs: Path, results: Path = protocol.RESULTS) -> list[Path]:
     found = subspaces(models)
     if found:
         write_json(results / "rank16_subspaces.json", found)
-        written += [results / "rank16_subspaces.json",
+        (results / "rank16_subspaces.md").write_text(subspaces_table(found))
+        written += [results / "rank16_subspaces.json", results / "rank16_subspaces.md",
                     singular_images_figure(models, found, results / "rank16_singular_images.png")]
     return written
+
+
+def subspaces_table(found: dict[str, Any]) -> str:
+    """Per rank-16 cell: the principal angles between the sequential and joint maps' column spaces (smallest,
+    median, largest, how many exceed 10° and 45°) and the share of the joint map's energy (squared singular
+    values) in its leading 4 directions, against the sequential map's."""
+    lines = ["| cell | angles: smallest / median / largest (°) | > 10° | > 45° | energy in the leading 4, seq / joint |",
+             "|---|---|---:|---:|---|"]
+    for cell, v in found.items():
+        a = np.array(v["principal_angles_deg"])
+        share = {s: float(np.sum(np.square(sv[:4])) / np.sum(np.square(sv))) for s, sv in v["singular_values"].items()}
+        R, T = cell.split("_")
+        lines.append(f"| {LABEL[R]} × {LABEL[T]} | {a.min():.1f} / {np.median(a):.1f} / {a.max():.1f} | {(a > 10).sum()} "
+                     f"| {(a > 45).sum()} of {a.size} | {100 * share['sequential']:.0f} % / {100 * share['joint']:.0f} % |")
+    return "\n".join(lines) + "\n"

@@ -24,13 +24,14 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from tarlib import data, experiments, nets, pretrained, training
-from tarlib.config import sha256_file
+from tarlib.config import git_blob, sha256_file, write_json
 from tarlib.study import evaluation, runner
 from tarlib.study.executor import Executor
 from tarlib.study.registry import Row, load_choices, load_record, number
@@ -206,6 +207,46 @@ def restore_round2(runs: Path, design: Design, weights: Path | None = None) -> l
     return written
 
 
+RESTORED_FILE = "restored_evaluation.json"
+
+
+def evaluate_restored(runs: Path, results: Path, design: Design = FULL) -> dict[str, Any]:
+    """Validation draw 0 of each restored full R_s, as :func:`evaluation_plan` asks of every pre-trained R (round
+    2's record of it has no validation draws): its L2 loss, with the sitting's start and commit, in
+    ``results/restored_evaluation.json``; return that file's content.  Evaluated ones are kept."""
+    path = results / RESTORED_FILE
+    done = json.loads(path.read_text()) if path.is_file() else {}
+    for s in design.restored:
+        name = full_R(s)
+        if name in done:
+            continue
+        start, tick = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
+        model, M = experiments.build_model("mnist", "lgd", mu=MU)
+        training.load_weights(model.R, runs / name / "R.pt")
+        images, labels = data.load_mnist("train")
+        val = data.mnist_validation_split(labels)[1]
+        batches = experiments.fixed_batches(images[val], labels[val], M, experiments.EVAL_BATCH["mnist"],
+                                            evaluation.draw_seed("val", 0), "cpu")
+        l2 = training.evaluate(model.eval(), batches)["l2"]
+        done[name] = {"val": [{"l2": l2}], "seconds": round(time.perf_counter() - tick, 2), "start_utc": start,
+                      "head": experiments.git_commit(), "protocol_blob": git_blob(PROTOCOL_FILE)}
+        results.mkdir(parents=True, exist_ok=True)
+        write_json(path, done)
+    return done
+
+
+def pretrained_val_l2(results: Path, level: str, s: int, choices: dict[str, Any]) -> float | None:
+    """R_s's L2 loss on validation draw 0: from its round-3 record, or for a restored R from
+    :func:`evaluate_restored`'s file; None if not evaluated."""
+    name = pre_R(level, s, choices)
+    record = load_record(results, name)
+    if record is not None and record.get("evaluation", {}).get("val"):
+        return float(record["evaluation"]["val"][0]["l2"])
+    path = results / RESTORED_FILE
+    restored = json.loads(path.read_text()).get(name) if path.is_file() else None
+    return None if restored is None else float(restored["val"][0]["l2"])
+
+
 def closed_form(s: int, fast: bool = False) -> tuple[nets.LowRankLinear, float]:
     """The rank-16 map that minimises the L2 loss on the training images (noise draw of seed ``s``,
     :func:`tarlib.nets.reduced_rank_regression`), and its L2 loss on validation draw 0."""
@@ -272,6 +313,7 @@ def run(runs: Path, results: Path = RESULTS, fast: bool = False, extra: tuple[st
     a row at a time; :mod:`tarlib.study.executor`); return the choices made."""
     design = FAST if fast else FULL
     restore_round2(runs, design)
+    evaluate_restored(runs, results, design)
 
     def evaluate(row: Row, choices: dict[str, Any]) -> None:
         evaluation.evaluate_row(row.name, runs, results, evaluation_plan(row.name))

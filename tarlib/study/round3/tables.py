@@ -9,7 +9,10 @@
   the seed-level t as a sensitivity check;
 - ``pretraining.md``: the plateau rule, the rank-16 check and the retrained round-2 networks;
 - ``mcnemar.md``: McNemar's exact test for every seed and draw (descriptive);
-- ``targets.md``: the protocol's targets with computed verdicts; ``regime.png``: the regime figure.
+- ``rows.md``: every fine-tuning row (grid, seeds, end-to-end) with its accuracy and L2 losses;
+- ``targets.md``: the protocol's targets with computed verdicts; ``regime.png``: the regime figure;
+- ``summary.json``: the numbers of these tables for the course (notebook 10 reads it through
+  :func:`tarlib.records.study_file`), and the README's round-3 block (:func:`readme_block`).
 
 Every number is a function of ``results/round3/`` (and of round 2's records for the full × CNN
 cell's sequential rows); a table that lacks rows says how many it has.
@@ -24,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from tarlib import stats
+from tarlib.config import write_json
 from tarlib.study import evaluation
 from tarlib.study.registry import load_choices, load_record, number
 from tarlib.study.round2 import protocol as round2
@@ -92,17 +96,31 @@ def cell(results: Path, c: tuple[str, str], choices: dict[str, Any], design: Des
            "per_seed": [float(j.mean() - q.mean()) for j, q in zip(scores["joint"], scores["sequential"])],
            "mcnemar": [[stats.mcnemar_exact(j[d], q[d])["p_value"] for d in range(j.shape[0])]
                        for j, q in zip(scores["joint"], scores["sequential"])],
-           **{f"l2_{k}_{part}": float(np.mean([_mean_over(r, part, "l2") for r in records[k]]))
+           **{f"l2_{k}_{part}": float(np.mean([_l2(results, c, k, part, s, r, choices) for s, r in zip(design.seeds, records[k])]))
               for k in records for part in ("val", "test")}}
     out["headroom"] = out["delta"] / (top - out["seq"]) if top is not None and top > out["seq"] else None
     out["above_ceiling"] = max(0.0, out["joint"] - top) if top is not None else None
-    out["constrained"] = constrained_delta(results, c, out["l2_sequential_val"], design)
+    out["constrained"] = constrained_delta(results, c, choices, design)
     return out
 
 
-def constrained_delta(results: Path, c: tuple[str, str], seq_l2: float, design: Design) -> dict[str, Any] | None:
-    """Seed 0 only: the validation-best C among those whose validation L2 stays within 10 % of sequential's,
-    and its test accuracy minus sequential's (one seed: training variance not included)."""
+def _l2(results: Path, c: tuple[str, str], strategy: str, part: str, s: int, record: dict[str, Any] | None,
+        choices: dict[str, Any]) -> float:
+    """A row's L2 loss on ``part`` (mean over its draws).  Round 2's sequential rows were evaluated on test draws
+    only; a sequential row keeps its R_s, so its validation L2 is R_s's (validation draw 0)."""
+    l2 = _mean_over(record, part, "l2")
+    if l2 is None and strategy == "sequential" and part == "val":
+        l2 = protocol.pretrained_val_l2(results, c[0], s, choices)
+    if l2 is None:
+        raise ValueError(f"{row_name(c, strategy, s)} has no {part} L2 loss in {results}")
+    return l2
+
+
+def constrained_delta(results: Path, c: tuple[str, str], choices: dict[str, Any], design: Design) -> dict[str, Any] | None:
+    """Seed 0 only: the validation-best C among those whose validation L2 stays within 10 % of sequential's
+    (that of the pre-trained R_0, which the sequential row keeps), and its test accuracy minus sequential's
+    (one seed: training variance not included)."""
+    seq_l2 = _l2(results, c, "sequential", "val", 0, _record(results, row_name(c, "sequential", 0)), choices)
     grid = {C: _record(results, row_name(c, f"joint_C{number(C)}", 0)) for C in design.c_grid}
     eligible = {C: _mean_over(r, "val", "accuracy") for C, r in grid.items()
                 if r is not None and _mean_over(r, "val", "l2") <= (1 + protocol.L2_ALLOWANCE) * seq_l2}
@@ -122,6 +140,7 @@ def analysis(results: Path) -> dict[str, Any]:
     resampled = stats.bootstrap_means({k: v["diff"] for k, v in done.items()}, RESAMPLES, BOOTSTRAP_SEED) if done else {}
     for k, v in done.items():
         v["low"], v["high"] = stats.interval(resampled[k])
+    _cell_verdicts(done, resampled)
     contrasts: dict[str, Any] = {}
     for name, weights in CONTRASTS.items():
         if set(weights) <= set(done):
@@ -136,6 +155,29 @@ def analysis(results: Path) -> dict[str, Any]:
     return {"design": design, "choices": choices, "cells": cells, "contrasts": contrasts}
 
 
+def _cell_verdicts(done: dict[str, dict[str, Any]], resampled: dict[str, np.ndarray]) -> None:
+    """The course's rule (:data:`tarlib.stats.RULE`) for each complete cell, Holm-corrected over them: its
+    ``verdict``, whether it ``ties`` (95 % interval within the ±0.15-point margin) and the ``kind`` of a
+    resolved gain: above T's ceiling (R does part of the classifying) or within it."""
+    if not done:
+        return
+    corrected = stats.holm({k: stats.bootstrap_p(resampled[k]) for k in done})
+    for k, v in done.items():
+        low, high = stats.interval(resampled[k], corrected[k]["level"])
+        agree = all(d > 0 for d in v["per_seed"]) or all(d < 0 for d in v["per_seed"])
+        v["resolved"] = bool((low > 0 or high < 0) and agree)
+        v["holm_level"], v["holm_low"], v["holm_high"] = corrected[k]["level"], low, high
+        v["ties"] = bool(-TIE <= v["low"] and v["high"] <= TIE)
+        v["verdict"] = (("resolved: joint better" if v["delta"] > 0 else "resolved: sequential better")
+                        if v["resolved"] else "not resolved") + ("; ties within ±0.15 pp" if v["ties"] else "")
+        if not v["resolved"] or v["delta"] < 0:
+            v["kind"] = "—"
+        elif v["above_ceiling"]:
+            v["kind"] = "above T's ceiling: R does part of the classifying"
+        else:
+            v["kind"] = "within T's ceiling: a gain a reconstruction could give"
+
+
 def _pp(x: float | None, sign: bool = True) -> str:
     return "—" if x is None else f"{100 * x:{'+' if sign else ''}.2f}"
 
@@ -145,11 +187,11 @@ def regime_table(a: dict[str, Any]) -> str:
     the part above the ceiling, L2 losses and the reconstruction-constrained Δ."""
     lines = ["| R | T | T's ceiling (%) | sequential (%) | joint, best C (%) | best C | Δ (pp) | 95 % interval (pp) "
              "| Δ per seed (pp) | share of headroom | above ceiling (pp) | val L2, seq / joint | test L2, seq / joint "
-             "| constrained Δ, seed 0 (pp) |", "|---|---|" + "---:|" * 12]
+             "| constrained Δ, seed 0 (pp) | verdict (Holm over the cells) | kind of gain |", "|---|---|" + "---:|" * 12 + "---|---|"]
     for c in CELLS:
         v = a["cells"]["_".join(c)]
         if v is None:
-            lines.append(f"| {LABEL[c[0]]} | {LABEL[c[1]]} |" + " — |" * 12)
+            lines.append(f"| {LABEL[c[0]]} | {LABEL[c[1]]} |" + " — |" * 14)
             continue
         share = "—" if v["headroom"] is None else f"{100 * v['headroom']:.0f} %"
         con = v["constrained"]
@@ -159,10 +201,54 @@ def regime_table(a: dict[str, Any]) -> str:
             f"| {_pp(v['joint'], False)} | {number(v['C'])} | {_pp(v['delta'])} | [{_pp(v['low'])}, {_pp(v['high'])}] "
             f"| {', '.join(_pp(d) for d in v['per_seed'])} | {share} | {_pp(v['above_ceiling'], False)} "
             f"| {v['l2_sequential_val']:.2f} / {v['l2_joint_val']:.2f} "
-            f"| {v['l2_sequential_test']:.2f} / {v['l2_joint_test']:.2f} | {constrained} |")
+            f"| {v['l2_sequential_test']:.2f} / {v['l2_joint_test']:.2f} | {constrained} | {v['verdict']} | {v['kind']} |")
     done = sum(v is not None for v in a["cells"].values())
     note = "" if done == len(CELLS) else f"\nSo far {done} of {len(CELLS)} cells have their rows.\n"
-    return "\n".join(lines) + "\n" + note
+    return "\n".join(lines) + "\n" + note + f"\n{VERDICT_NOTE}\n"
+
+
+VERDICT_NOTE = ("Verdicts follow the course's rule: " + stats.RULE + "; here Holm runs over the cells of the table. "
+                "A cell *ties* when its 95 % interval lies within ±0.15 points. A resolved gain above T's ceiling (its "
+                "accuracy on true images) is one no reconstruction could give that T: R does part of the classifying. "
+                "The constrained Δ is seed 0 only (" + stats.ONE_SEED + ").")
+
+
+def summary_table(a: dict[str, Any]) -> str:
+    """The regime table's core, for the README: per cell, T's ceiling, the two strategies, Δ with its interval,
+    the verdict and the kind of gain."""
+    lines = ["| R | T | T's ceiling (%) | sequential (%) | joint, best C (%) | Δ (pp), 95 % interval | verdict | kind of gain |",
+             "|---|---|---:|---:|---:|---|---|---|"]
+    for c in CELLS:
+        v = a["cells"]["_".join(c)]
+        lines.append(f"| {LABEL[c[0]]} | {LABEL[c[1]]} |" + (" — |" * 6 if v is None else (
+            f" {_pp(v['ceiling'], False)} | {_pp(v['seq'], False)} | {_pp(v['joint'], False)} (C = {number(v['C'])}) "
+            f"| {_pp(v['delta'])} [{_pp(v['low'])}, {_pp(v['high'])}] | {v['verdict']} | {v['kind']} |")))
+    return "\n".join(lines) + "\n"
+
+
+README_BEGIN = "<!-- round 3: begin (generated by python -m tarlib.study --round 3 --tables-only --readme README.md) -->"
+README_END = "<!-- round 3: end -->"
+
+
+def readme_block(results: Path = protocol.RESULTS, a: dict[str, Any] | None = None) -> str:
+    """The README's round-3 block: the regime summary and the targets, from the round's records."""
+    a = analysis(results) if a is None else a
+    return "\n".join([README_BEGIN, "", "Round 3 (MNIST, `results/round3/`): joint training at the C chosen on validation "
+                      "against sequential training, by capacity of R and T; test accuracy, seed means over 3 seeds × "
+                      "5 shared noise draws of the 10,000 test images.", "", summary_table(a).rstrip(), "",
+                      verdict_table(targets(results, a)).rstrip(), "", README_END])
+
+
+def summary(results: Path, a: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of the tables as plain JSON (no per-image arrays), for the course."""
+    keep = ("C", "seq", "joint", "delta", "low", "high", "per_seed", "ceiling", "headroom", "above_ceiling",
+            "l2_sequential_val", "l2_joint_val", "l2_sequential_test", "l2_joint_test", "constrained", "resolved",
+            "holm_level", "holm_low", "holm_high", "ties", "verdict", "kind")
+    cells = {k: None if v is None else {f: v.get(f) for f in keep} for k, v in a["cells"].items()}
+    contrasts = {k: {f: v.get(f) for f in ("estimate", "per_seed", "p", "adjusted_p", "level", "interval", "rejected")}
+                 | {"t_p": None if v.get("t") is None else v["t"]["p_value"]} for k, v in a["contrasts"].items()}
+    return {"labels": LABEL, "cells": cells, "contrasts": contrasts, "tie_pp": 100 * TIE,
+            "targets": [{"target": t, "measured": m, "met": v} for t, m, v in targets(results, a)]}
 
 
 def contrasts_table(a: dict[str, Any]) -> str:
@@ -180,6 +266,36 @@ def contrasts_table(a: dict[str, Any]) -> str:
                      f"| {v['adjusted_p']:.4f} | [{_pp(low)}, {_pp(high)}] ({100 * v['level']:.1f} %) "
                      f"| {'yes' if v['rejected'] else 'no'} | {t} |")
     return "\n".join(lines) + "\n"
+
+
+def rows_table(results: Path, a: dict[str, Any]) -> str:
+    """Every fine-tuning row of every cell: validation (3 draws) and test (5 draws) accuracy and L2, and its test
+    L2 against its pre-trained R_s's (the sequential row of the same seed, which keeps R_s)."""
+    listed = {r.name for r in protocol.rows(a["choices"], a["design"])[0]}
+    lines = ["| R | T | row | seed | val accuracy (%) | test accuracy (%) | val L2 | test L2 | test L2 / R_s's |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for c in CELLS:
+        whats = ["sequential", *(f"joint_C{number(C)}" for C in a["design"].c_grid), "end_to_end"]
+        for what in whats:
+            for s in a["design"].seeds:
+                name = row_name(c, what, s)
+                record = _record(results, name)
+                if record is None or (name not in listed and not name.startswith("r2_")):
+                    continue
+                seq = _mean_over(_record(results, row_name(c, "sequential", s)), "test", "l2")
+                l2 = _mean_over(record, "test", "l2")
+                ratio = "—" if seq is None or l2 is None else f"{l2 / seq:.2f}"
+                val, test = (_mean_over(record, part, "accuracy") for part in ("val", "test"))
+                val_l2 = _mean_over(record, "val", "l2")
+                if val_l2 is None and what == "sequential":
+                    val_l2 = protocol.pretrained_val_l2(results, c[0], s, a["choices"])
+                    val_l2 = None if val_l2 is None else f"{val_l2:.2f}¹"
+                label = what.replace("_", "-") if not what.startswith("joint") else f"joint, C = {what[7:]}"
+                lines.append(f"| {LABEL[c[0]]} | {LABEL[c[1]]} | {label} | {s} | {_pp(val, False)} | {_pp(test, False)} "
+                             f"| {'—' if val_l2 is None else val_l2 if isinstance(val_l2, str) else f'{val_l2:.2f}'} "
+                             f"| {'—' if l2 is None else f'{l2:.2f}'} | {ratio} |")
+    return "\n".join(lines) + ("\n\n¹ Round 2's sequential rows were evaluated on test draws only; a sequential row "
+                                "keeps its pre-trained R_s, so this is R_s's L2 on validation draw 0.\n")
 
 
 def mcnemar_table(a: dict[str, Any]) -> str:
@@ -229,13 +345,15 @@ def pretraining_table(results: Path, design: Design, choices: dict[str, Any]) ->
 
 def seconds(results: Path) -> tuple[float, int]:
     """Wall time of the round: every record's training and evaluation, the step timing, the closed-form
-    rank-16 checks, and the sittings its records do not hold (``unrecorded_time.json``); and the number of records."""
+    rank-16 checks, the restored R_0's evaluation, and the sittings its records do not hold (``unrecorded_time.json``); and the number of records."""
     records = [json.loads(p.read_text()) for p in results.glob("*.json") if p.stem.startswith(("r2_", "r3_"))]
     total = sum(r.get("wall_time_s", 0) + r.get("evaluation_time_s", 0) for r in records)
     extra = [results / "unrecorded_time.json", results / "step_times.json"]
     total += sum(v["seconds"] for v in json.loads(extra[0].read_text()).values()) if extra[0].is_file() else 0
     total += json.loads(extra[1].read_text()).get("wall_time_s", 0) if extra[1].is_file() else 0
     total += sum(check.get("seconds", 0) for check in load_choices(results).get("rrr", {}).values())  # closed forms
+    restored = results / protocol.RESTORED_FILE  # validation draw 0 of the restored R_0
+    total += sum(v["seconds"] for v in json.loads(restored.read_text()).values()) if restored.is_file() else 0
     return total, len(records)
 
 
@@ -314,6 +432,7 @@ def tables(results: Path = protocol.RESULTS, a: dict[str, Any] | None = None) ->
     """Every Markdown table of round 3, by file name, from its records (``a``: its :func:`analysis`)."""
     a = analysis(results) if a is None else a
     return {"regime.md": regime_table(a), "contrasts.md": contrasts_table(a), "mcnemar.md": mcnemar_table(a),
+            "rows.md": rows_table(results, a),
             "pretraining.md": pretraining_table(results, a["design"], a["choices"]),
             "targets.md": verdict_table(targets(results, a))}
 
@@ -324,5 +443,7 @@ def write_tables(results: Path = protocol.RESULTS) -> list[Path]:
     for name, text in tables(results, a).items():
         (results / name).write_text(text)
         written.append(results / name)
+    write_json(results / "summary.json", summary(results, a))
+    written.append(results / "summary.json")
     figure = plot_regime(a, results / "regime.png")
     return written + ([figure] if figure is not None else [])
