@@ -251,3 +251,17 @@ def test_round2_sequential_rows_take_their_validation_l2_from_the_pretrained_R(t
     assert "| full | CNN | sequential | 0 | — | 90.00 | 7.00¹ | 10.00 | 1.00 |" in round3_tables.rows_table(
         results, round3_tables.analysis(results))
     assert round3_tables.seconds(results)[0] == pytest.approx(len(list(results.glob("r[23]_*.json"))) + 20.0)
+
+
+def test_committed_tables_summary_and_readme_block_match_the_records() -> None:
+    """The committed tables, summary.json and the README's round-3 block are what the records give now; the
+    course's reader finds the same seed means in the saved predictions."""
+    a = round3_tables.analysis(RESULTS)
+    if not round3_tables.complete(RESULTS, a):
+        pytest.skip("round 3's rows are not all recorded yet")
+    for name, text in round3_tables.tables(RESULTS, a).items():
+        assert (RESULTS / name).read_text() == text, f"{name} is stale: python -m tarlib.study --round 3 --tables-only"
+    assert json.loads((RESULTS / "summary.json").read_text()) == json.loads(json.dumps(round3_tables.summary(RESULTS, a)))
+    assert round3_tables.readme_block(RESULTS, a) in (ROOT / "README.md").read_text()
+    seq = records.correct("r3_rank16_cnn_sequential", study="round3")
+    assert seq.shape == (3, 5, 10_000) and seq.mean() == pytest.approx(a["cells"]["rank16_cnn"]["seq"])
