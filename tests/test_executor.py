@@ -188,6 +188,16 @@ def test_the_runner_trains_every_ready_row_side_by_side_and_records_in_one_order
     assert not (results / "b.json").exists()
 
 
+def test_rows_that_start_from_a_restored_folder_go_out_together(tmp_path: Path) -> None:
+    """A dependency that is no row of the listing (published weights restored into the runs folder before the
+    stages, as the probe and round 3 do) does not hold its rows back: they train side by side."""
+    rows = [Row(n, "mnist", (), init_reconstruction="restored") for n in ("a", "b", "c")]
+    recorder = _Recorder(2)
+    runner.run_stages(lambda c: rows, lambda c: c, lambda row, c: runner.record_run(row, tmp_path / "runs", tmp_path / "r"),
+                      tmp_path / "runs", tmp_path / "r", executor=recorder)
+    assert recorder.batches == [["a", "b"], ["c"]]
+
+
 def test_a_worker_is_refused_for_other_code_an_unwritable_or_unshared_runs_folder(tmp_path: Path) -> None:
     me = executor.code_identity()
     assert me["source"] and executor.worker_problem(tmp_path / "runs", str(tmp_path), me) is None

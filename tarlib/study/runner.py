@@ -99,7 +99,9 @@ def run_stages(
             return choices
         row = todo[0]
         if not _trained(runs, row.name):
-            ready = [r for r in todo[1:] if not _trained(runs, r.name) and all(_trained(runs, d) for d in r.deps)]
+            names = {r.name for r in rows}  # a dependency outside the rows was restored before the stages began
+            ready = [r for r in todo[1:] if not _trained(runs, r.name)
+                     and all(_trained(runs, d) or d not in names for d in r.deps)]
             batch = [row, *ready][: executor.width]
             executor.run([Job(r.name, tuple(r.argv(runs, fast, extra))) for r in batch])
         for r in rows:
