@@ -106,3 +106,15 @@ def test_command_line(tmp_path: Path, monkeypatch, capsys) -> None:
     shutil.copy(RESULTS / "step_times.json", tmp_path / "results" / "probe")
     assert cli.main(["--probe", "--tables-only"]) == 0
     assert "no input has all its seeds yet" in (tmp_path / "results" / "probe" / "probe.md").read_text()
+
+
+def test_committed_probe_tables_match_its_records_and_keep_the_budget() -> None:
+    """results/probe/probe.md and probe.json are what the records give now, and the probe kept its CPU-hour."""
+    results = Path(__file__).resolve().parents[1] / "results" / "probe"
+    if not (results / "probe.json").is_file():
+        pytest.skip("the probe has not run yet")
+    a = probe.analysis(results)
+    assert (results / "probe.md").read_text() == probe.table(a), "python -m tarlib.study --probe --tables-only"
+    assert json.loads((results / "probe.json").read_text()) == json.loads(json.dumps(a))
+    seconds = sum(t for v in a["inputs"].values() for k in ("wall_time_s", "evaluation_time_s") for t in v[k])
+    assert len(a["pairs"]) == 10 and seconds <= probe.BUDGET_S

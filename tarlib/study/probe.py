@@ -246,7 +246,8 @@ def analysis(results: Path = RESULTS) -> dict[str, Any]:
         inputs[input] = {"label": INPUTS[input][0],
                          "accuracy": [None if c is None else float(c.mean()) for c in per_seed],
                          "steps": [None if r is None else r["config"]["steps"] for r in records],
-                         "wall_time_s": [None if r is None else r["wall_time_s"] for r in records]}
+                         "wall_time_s": [None if r is None else r["wall_time_s"] for r in records],
+                         "evaluation_time_s": [None if r is None else r.get("evaluation_time_s", 0.0) for r in records]}
     names = list(complete)
     sides = {f"{a} − {b}": (a, b) for i, a in enumerate(names) for b in names[i + 1:]}
     verdicts = stats.compare_family({k: (complete[a], complete[b]) for k, (a, b) in sides.items()}) if sides else {}
@@ -281,6 +282,9 @@ def table(a: dict[str, Any]) -> str:
                      + ", ".join(f"{100 * d:+.2f}" for d in v.per_seed) + f" | {v.describe(labels[p['a']], labels[p['b']])} |")
     if not a["pairs"]:
         lines.append("| — | — | — | no input has all its seeds yet |")
+    seconds = sum(t or 0.0 for v in a["inputs"].values() for k in ("wall_time_s", "evaluation_time_s") for t in v.get(k, []))
+    lines += ["", f"Time: {seconds / 3600:.2f} CPU-hours in training and evaluation, each row at one torch thread "
+              f"(the plan's budget: {BUDGET_S / 3600:g})."]
     return "\n".join(lines) + "\n"
 
 
