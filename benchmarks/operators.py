@@ -80,8 +80,8 @@ def benchmark_operators(repeats: int = 50, odl_repeats: int = 7) -> list[dict]:
                     "geometry": geometry_name,
                     "batch": batch,
                     "implementation": name,
-                    "forward_s": median_time(lambda: forward(x), n),
-                    "adjoint_s": median_time(lambda: adjoint(y), n),
+                    "forward_s": median_time(lambda f=forward, v=x: f(v), n),
+                    "adjoint_s": median_time(lambda f=adjoint, v=y: f(v), n),
                 })
     return rows
 

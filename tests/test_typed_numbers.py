@@ -35,7 +35,7 @@ DECLARED: dict[str, dict[str, str]] = {
     "07": {"0.1%": PAPER, "0.5": DESIGN, "0.9": DESIGN},
     "08": {"0.5": DESIGN, "10,000": DESIGN},
     "09": {"0.01": DESIGN, "0.5": DESIGN, "0.999": DESIGN, "10,000": DESIGN, "95%": DESIGN},
-    "10": {"0.5": DESIGN, "10,000": DESIGN, "95%": DESIGN},
+    "10": {"0.15": DESIGN, "0.5": DESIGN, "10,000": DESIGN, "95%": DESIGN},  # 0.15: round 3's tie margin
     "11": {"10,000": DESIGN, "95%": DESIGN},
 }
 
