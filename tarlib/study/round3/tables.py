@@ -9,6 +9,7 @@
   the seed-level t as a sensitivity check;
 - ``pretraining.md``: the plateau rule, the rank-16 check and the retrained round-2 networks;
 - ``mcnemar.md``: McNemar's exact test for every seed and draw (descriptive);
+- ``regime_summary.md``: the regime table's core (the README's block shows it too);
 - ``rows.md``: every fine-tuning row (grid, seeds, end-to-end) with its accuracy and L2 losses;
 - ``targets.md``: the protocol's targets with computed verdicts; ``regime.png``: the regime figure;
 - ``summary.json``: the numbers of these tables for the course (notebook 10 reads it through
@@ -432,7 +433,7 @@ def tables(results: Path = protocol.RESULTS, a: dict[str, Any] | None = None) ->
     """Every Markdown table of round 3, by file name, from its records (``a``: its :func:`analysis`)."""
     a = analysis(results) if a is None else a
     return {"regime.md": regime_table(a), "contrasts.md": contrasts_table(a), "mcnemar.md": mcnemar_table(a),
-            "rows.md": rows_table(results, a),
+            "rows.md": rows_table(results, a), "regime_summary.md": summary_table(a),
             "pretraining.md": pretraining_table(results, a["design"], a["choices"]),
             "targets.md": verdict_table(targets(results, a))}
 
