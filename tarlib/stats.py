@@ -9,7 +9,8 @@ tests (``results/PROTOCOL.md``) and for the robustness of section 7 (differences
 accuracy drops, image by image).
 
 The course's one rule for "A is better than B" (notebook 04) is :func:`compare`, and
-:func:`compare_family` for several claims in one table:
+:func:`compare_family` for several claims in one table (:func:`decide` when a study draws its
+resamples itself):
 
 - a difference is *resolved* when the paired bootstrap interval over test images
   (seed-mean of per-image scores on shared draws, 10,000 resamples) excludes 0 at 95 %
@@ -210,15 +211,23 @@ def compare_family(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], alpha: fl
         diffs[name] = a.mean(axis=(0, 1)) - b.mean(axis=(0, 1))
         seeds[name] = tuple(float(x) for x in a.mean(axis=(1, 2)) - b.mean(axis=(1, 2)))
     resampled = bootstrap_means(diffs, n_resamples, seed)
-    tested = [k for k in pairs if len(seeds[k]) > 1]
+    return decide(resampled, {k: float(d.mean()) for k, d in diffs.items()}, seeds, alpha)
+
+
+def decide(resampled: Mapping[str, np.ndarray], means: Mapping[str, float], per_seed: Mapping[str, tuple[float, ...]],
+           alpha: float = 0.05) -> dict[str, Verdict]:
+    """The rule's verdicts from resampled mean differences that the caller drew (:func:`bootstrap_means`, e.g. one
+    set shared by a whole study), each comparison's mean difference and its per-seed differences: Holm over the
+    comparisons with more than one seed sets each interval's level; one seed gets no verdict."""
+    tested = [k for k in resampled if len(per_seed[k]) > 1]
     corrected = holm({k: bootstrap_p(resampled[k]) for k in tested}, alpha) if tested else {}
     out = {}
-    for name in pairs:
+    for name in resampled:
         level = float(corrected[name]["level"]) if name in corrected else 1 - alpha
         low, high = interval(resampled[name], level)
-        agree = all(d > 0 for d in seeds[name]) or all(d < 0 for d in seeds[name])
+        agree = all(d > 0 for d in per_seed[name]) or all(d < 0 for d in per_seed[name])
         resolved = None if name not in corrected else bool((low > 0 or high < 0) and agree)
-        out[name] = Verdict(float(diffs[name].mean()), low, high, level, seeds[name], resolved)
+        out[name] = Verdict(means[name], low, high, level, tuple(per_seed[name]), resolved)
     return out
 
 

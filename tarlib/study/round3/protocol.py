@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from tarlib import data, experiments, nets, pretrained, training
+from tarlib import data, experiments, nets, physics, pretrained, training
 from tarlib.config import git_blob, sha256_file, write_json
 from tarlib.study import evaluation, runner
 from tarlib.study.executor import Executor
@@ -223,11 +223,7 @@ def evaluate_restored(runs: Path, results: Path, design: Design = FULL) -> dict[
         start, tick = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
         model, M = experiments.build_model("mnist", "lgd", mu=MU)
         training.load_weights(model.R, runs / name / "R.pt")
-        images, labels = data.load_mnist("train")
-        val = data.mnist_validation_split(labels)[1]
-        batches = experiments.fixed_batches(images[val], labels[val], M, experiments.EVAL_BATCH["mnist"],
-                                            evaluation.draw_seed("val", 0), "cpu")
-        l2 = training.evaluate(model.eval(), batches)["l2"]
+        l2 = val_l2(model, M)
         done[name] = {"val": [{"l2": l2}], "seconds": round(time.perf_counter() - tick, 2), "start_utc": start,
                       "head": experiments.git_commit(), "protocol_blob": git_blob(PROTOCOL_FILE)}
         results.mkdir(parents=True, exist_ok=True)
@@ -247,19 +243,25 @@ def pretrained_val_l2(results: Path, level: str, s: int, choices: dict[str, Any]
     return None if restored is None else float(restored["val"][0]["l2"])
 
 
+def val_l2(model: nets.TaskAdapted, M: physics.DataModel, n: int | None = None) -> float:
+    """The L2 loss of ``model``'s R on validation draw 0 (its first ``n`` images; all by default)."""
+    images, labels = data.load_mnist("train")
+    val = data.mnist_validation_split(labels)[1]
+    batches = experiments.fixed_batches(images[val][:n], labels[val][:n], M, experiments.EVAL_BATCH["mnist"],
+                                        evaluation.draw_seed("val", 0), "cpu")
+    return training.evaluate(model.eval(), batches)["l2"]
+
+
 def closed_form(s: int, fast: bool = False) -> tuple[nets.LowRankLinear, float]:
     """The rank-16 map that minimises the L2 loss on the training images (noise draw of seed ``s``,
     :func:`tarlib.nets.reduced_rank_regression`), and its L2 loss on validation draw 0."""
     _, M = experiments.build_model("mnist", "rank16", mu=MU)
     R = nets.LowRankLinear(M, rank=16)
     images, labels = data.load_mnist("train")
-    train, val = data.mnist_validation_split(labels)
-    n = 2000 if fast else None
-    x_train, x_val = images[train][:n], images[val][: 500 if fast else None]
+    x_train = images[data.mnist_validation_split(labels)[0]][: 2000 if fast else None]
     features = R.features(M(x_train, generator=torch.Generator().manual_seed(s)))
     R.set_affine(*nets.reduced_rank_regression(features, x_train.flatten(1), rank=16))
-    batches = experiments.fixed_batches(x_val, labels[val][: len(x_val)], M, 500, evaluation.draw_seed("val", 0), "cpu")
-    return R, training.evaluate(nets.TaskAdapted(R, nets.LinearClassifier()), batches)["l2"]
+    return R, val_l2(nets.TaskAdapted(R, nets.LinearClassifier()), M, 500 if fast else None)
 
 
 def rank16_check(runs: Path, results: Path, fast: bool = False, seeds: tuple[int, ...] = FULL.seeds) -> dict | None:

@@ -162,12 +162,11 @@ def _cell_verdicts(done: dict[str, dict[str, Any]], resampled: dict[str, np.ndar
     resolved gain: above T's ceiling (R does part of the classifying) or within it."""
     if not done:
         return
-    corrected = stats.holm({k: stats.bootstrap_p(resampled[k]) for k in done})
+    verdicts = stats.decide({k: resampled[k] for k in done}, {k: v["delta"] for k, v in done.items()},
+                            {k: tuple(v["per_seed"]) for k, v in done.items()})
     for k, v in done.items():
-        low, high = stats.interval(resampled[k], corrected[k]["level"])
-        agree = all(d > 0 for d in v["per_seed"]) or all(d < 0 for d in v["per_seed"])
-        v["resolved"] = bool((low > 0 or high < 0) and agree)
-        v["holm_level"], v["holm_low"], v["holm_high"] = corrected[k]["level"], low, high
+        v["resolved"] = bool(verdicts[k].resolved)
+        v["holm_level"], v["holm_low"], v["holm_high"] = verdicts[k].level, verdicts[k].low, verdicts[k].high
         v["ties"] = bool(-TIE <= v["low"] and v["high"] <= TIE)
         v["verdict"] = (("resolved: joint better" if v["delta"] > 0 else "resolved: sequential better")
                         if v["resolved"] else "not resolved") + ("; ties within ±0.15 pp" if v["ties"] else "")
